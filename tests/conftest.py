@@ -1,0 +1,123 @@
+"""Shared fixtures. Service-backed fixtures skip locally when a service is missing and fail in CI
+(PREFLAB_REQUIRE_SERVICES=1), so a green CI run really exercised PostgreSQL, Redis and Chromium."""
+
+import os
+import shutil
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+# Playwright's sync API runs an event loop in the test thread; Django's ORM calls from that thread are safe here.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+CHROMIUM = os.environ.get("PREFLAB_CHROMIUM", "/usr/bin/chromium")
+
+
+def missing_service(reason: str) -> None:
+    """Fail in CI, skip on a developer machine that lacks the service."""
+    if settings.PREFLAB_REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (PREFLAB_REQUIRE_SERVICES=1, so this is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def postgres(db):
+    if connection.vendor != "postgresql":
+        missing_service("needs PostgreSQL: set DATABASE_URL=postgres://... to run it")
+    return connection
+
+
+@pytest.fixture
+def redis_url():
+    import redis
+
+    url = settings.REDIS_URL or os.environ.get("PREFLAB_TEST_REDIS_URL", "")
+    if not url:
+        missing_service("needs Redis: set REDIS_URL=redis://127.0.0.1:6379/0 to run it")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        missing_service(f"Redis at {url} is not answering: {exc}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def chromium_browser():
+    if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
+        missing_service(f"needs Debian's chromium at {CHROMIUM} (make browser installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium_browser):
+    context = chromium_browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture(autouse=True)
+def _celery_runs_in_process_unless_a_worker_is_asked_for(request):
+    """Tests run tasks in-process, like the embedded default, unless they take `celery_worker`."""
+    from config.celery import app
+
+    eager = "celery_worker" not in request.fixturenames
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = eager
+    yield
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def celery_worker(redis_url, transactional_db):
+    """A real Celery worker (in a thread of this process) consuming every queue from Redis."""
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+
+    app.conf.broker_url = redis_url
+    app.conf.task_always_eager = False
+    # Nothing left over from an earlier run may be picked up by this worker.
+    app.control.purge()
+    with start_worker(
+        app,
+        queues=["default", "sampling", "training"],
+        pool="solo",
+        concurrency=1,
+        perform_ping_check=False,
+        shutdown_timeout=30,
+    ) as worker:
+        yield worker
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1):
+    """Poll until predicate() is truthy (for work done by a worker); fail with a clear message otherwise."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"condition not met within {timeout} s")
