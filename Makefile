@@ -28,6 +28,7 @@ browser:
 
 migrate: setup
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v0
 
 demo: setup migrate
 	$(PY) manage.py preflab_demo

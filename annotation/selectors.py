@@ -1,11 +1,11 @@
 """Reads of the annotation data, scoped by who is asking."""
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from accounts.models import User
 
-from .models import Batch, Comparison, ComparisonStatus, Rating
+from .models import Batch, Comparison, ComparisonStatus, Rating, Turn
 
 
 def batch_refusal_for(user: User, batch: Batch) -> str | None:
@@ -94,9 +94,13 @@ def batch_progress(batch: Batch) -> dict:
 
 
 def comparisons_for_researcher(batch_id: int | None = None) -> QuerySet[Comparison]:
-    comparisons = Comparison.objects.select_related(
-        "batch", "response_a__variant", "response_b__variant", "dialogue"
-    ).order_by("id")
+    # The prompt is the last turn of the context: the user turn the two responses answer.
+    prompt = Turn.objects.filter(dialogue=OuterRef("dialogue"), index=OuterRef("context_length") - 1)
+    comparisons = (
+        Comparison.objects.select_related("batch", "response_a__variant", "response_b__variant", "dialogue")
+        .annotate(prompt_text=Subquery(prompt.values("content")[:1]), turns_before=F("context_length") - 1)
+        .order_by("id")
+    )
     if batch_id is not None:
         comparisons = comparisons.filter(batch_id=batch_id)
     return comparisons
