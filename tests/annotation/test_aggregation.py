@@ -1,0 +1,150 @@
+"""annotation.aggregation: majority vote and Dawid-Skene on seeded synthetic annotators."""
+
+import numpy as np
+import pytest
+
+from annotation.aggregation import dawid_skene, disagreement_share, majority_vote
+
+N_CLASSES = 3
+TRUE_PRIORS = np.array([0.5, 0.3, 0.2])
+# Annotators 0-2 are reliable, 3 answers uniformly at random, 4 always gives the next class.
+ACCURACIES = [0.9, 0.85, 0.8]
+
+
+@pytest.fixture(scope="module")
+def crowd() -> tuple[np.ndarray, np.ndarray]:
+    """3,000 items x 5 annotators, 20% of the labels missing (-1)."""
+    rng = np.random.default_rng(2023)
+    n_items = 3000
+    truth = rng.choice(N_CLASSES, size=n_items, p=TRUE_PRIORS)
+    columns = [np.where(rng.random(n_items) < acc, truth, rng.integers(N_CLASSES, size=n_items)) for acc in ACCURACIES]
+    columns.append(rng.integers(N_CLASSES, size=n_items))
+    columns.append((truth + 1) % N_CLASSES)
+    labels = np.stack(columns, axis=1)
+    labels[rng.random(labels.shape) < 0.2] = -1
+    return labels, truth
+
+
+def test_dawid_skene_recovers_truth_better_than_majority_vote(crowd) -> None:
+    labels, truth = crowd
+    result = dawid_skene(labels)
+    assert result.converged
+    ds_accuracy = np.mean(result.labels == truth)
+    mv_accuracy = np.mean(majority_vote(labels) == truth)
+    assert ds_accuracy > 0.97
+    assert ds_accuracy > mv_accuracy + 0.15  # the adversarial annotator drags the vote down
+
+
+def test_dawid_skene_estimates_each_annotators_reliability(crowd) -> None:
+    labels, _ = crowd
+    result = dawid_skene(labels)
+    assert result.confusion.shape == (5, N_CLASSES, N_CLASSES)
+    np.testing.assert_allclose(result.confusion.sum(axis=2), 1.0)
+    for annotator, accuracy in enumerate(ACCURACIES):
+        # Correct with probability acc, else uniform: the diagonal is acc + (1 - acc) / K.
+        expected_diagonal = accuracy + (1 - accuracy) / N_CLASSES
+        np.testing.assert_allclose(np.diag(result.confusion[annotator]), expected_diagonal, atol=0.04)
+    np.testing.assert_allclose(result.confusion[3], 1 / N_CLASSES, atol=0.05)
+    shifted = result.confusion[4][np.arange(N_CLASSES), (np.arange(N_CLASSES) + 1) % N_CLASSES]
+    assert (shifted > 0.95).all()
+    np.testing.assert_allclose(result.priors, TRUE_PRIORS, atol=0.03)
+    np.testing.assert_allclose(result.posteriors.sum(axis=1), 1.0)
+
+
+def reference_em(labels: np.ndarray, n_classes: int, n_iter: int, smoothing: float) -> tuple[np.ndarray, np.ndarray]:
+    """Dawid & Skene's EM written item by item, as in the paper, to check the vectorised one."""
+    n_items, n_annotators = labels.shape
+    posteriors = np.zeros((n_items, n_classes))
+    for i in range(n_items):
+        for j in range(n_annotators):
+            if labels[i, j] >= 0:
+                posteriors[i, labels[i, j]] += 1
+        posteriors[i] /= posteriors[i].sum()
+    for _ in range(n_iter):
+        priors = (posteriors.sum(axis=0) + smoothing) / (n_items + n_classes * smoothing)
+        confusion = np.full((n_annotators, n_classes, n_classes), smoothing)
+        for i in range(n_items):
+            for j in range(n_annotators):
+                if labels[i, j] >= 0:
+                    confusion[j, :, labels[i, j]] += posteriors[i]
+        confusion /= confusion.sum(axis=2, keepdims=True)
+        for i in range(n_items):
+            joint = priors.copy()
+            for j in range(n_annotators):
+                if labels[i, j] >= 0:
+                    joint *= confusion[j, :, labels[i, j]]
+            posteriors[i] = joint / joint.sum()
+    return posteriors, confusion
+
+
+def test_dawid_skene_matches_a_loop_implementation_of_the_paper(crowd) -> None:
+    labels = crowd[0][:60]
+    for n_iter in (1, 4):
+        expected_posteriors, expected_confusion = reference_em(labels, N_CLASSES, n_iter, smoothing=0.01)
+        result = dawid_skene(labels, max_iter=n_iter, tol=0.0)
+        assert result.n_iter == n_iter
+        np.testing.assert_allclose(result.posteriors, expected_posteriors, atol=1e-12)
+        np.testing.assert_allclose(result.confusion, expected_confusion, atol=1e-12)
+
+
+def test_unanimous_reliable_annotators_keep_the_majority_label() -> None:
+    labels = np.array([[0, 0, 0], [1, 1, 1], [1, 1, 0], [0, 0, 1], [2, 2, 2], [0, 0, 0]])
+    result = dawid_skene(labels)
+    np.testing.assert_array_equal(result.labels, [0, 1, 1, 0, 2, 0])
+    np.testing.assert_array_equal(majority_vote(labels), [0, 1, 1, 0, 2, 0])
+
+
+def test_an_unlabelled_item_gets_the_prior_and_no_label() -> None:
+    labels = np.array([[0, 0], [1, 1], [-1, -1], [0, np.nan]])
+    result = dawid_skene(labels)
+    assert result.labels[2] == -1
+    np.testing.assert_allclose(result.posteriors[2], result.priors)
+    assert result.labels[3] == 0
+
+
+def test_n_classes_can_exceed_the_labels_used() -> None:
+    result = dawid_skene(np.array([[0, 1], [1, 1]]), n_classes=4)
+    assert result.confusion.shape == (2, 4, 4)
+    assert result.posteriors.shape == (2, 4)
+
+
+def test_majority_vote_ties_and_missing_labels() -> None:
+    labels = np.array([[0, 1, 1], [0, 1, -1], [2, np.nan, 2], [-1, -1, -1], [1, 0, 2]])
+    np.testing.assert_array_equal(majority_vote(labels), [1, -1, 2, -1, -1])
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [np.array([[0, -2]]), np.array([[0.5, 1]]), np.full((2, 2), -1), np.empty((0, 3)), np.array([0, 1])],
+    ids=["negative", "fractional", "all-missing", "empty", "1-D"],
+)
+def test_invalid_labels_raise_value_error(labels: np.ndarray) -> None:
+    with pytest.raises(ValueError):
+        dawid_skene(labels)
+    with pytest.raises(ValueError):
+        majority_vote(labels)
+
+
+def test_dawid_skene_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError, match="n_classes"):
+        dawid_skene(np.array([[0, 2]]), n_classes=2)
+    with pytest.raises(ValueError, match="smoothing"):
+        dawid_skene(np.array([[0, 1]]), smoothing=0)
+
+
+def test_disagreement_share_counts_items_labelled_in_both() -> None:
+    a = np.array([0, 1, 2, -1, 1, np.nan])
+    b = np.array([0, 2, 2, 1, -1, 0])
+    assert disagreement_share(a, b) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError):
+        disagreement_share([-1, 0], [1, -1])
+
+
+def test_dawid_skene_overturns_the_majority_where_the_adversary_decides(crowd) -> None:
+    labels, truth = crowd
+    vote, ds = majority_vote(labels), dawid_skene(labels).labels
+    share = disagreement_share(vote, ds)
+    decided = vote != -1
+    assert share == pytest.approx(np.mean(vote[decided] != ds[decided]))
+    assert 0.05 < share < 0.3
+    assert np.mean(ds[decided & (vote != ds)] == truth[decided & (vote != ds)]) > 0.9
