@@ -39,7 +39,13 @@ def recreate_database() -> str:
 
 
 def django_env(database_url: str) -> dict:
-    return {**os.environ, "DATABASE_URL": database_url, "DJANGO_DEBUG": "0", "REDIS_URL": "", "PREFLAB_LOG_LEVEL": "WARNING"}
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_DEBUG": "0",
+        "REDIS_URL": "",
+        "PREFLAB_LOG_LEVEL": "WARNING",
+    }
 
 
 def manage(env: dict, *args: str) -> str:
@@ -48,43 +54,57 @@ def manage(env: dict, *args: str) -> str:
     ).stdout
 
 
-def seed(database_url: str, comparisons: int, annotators: int) -> list[str]:
-    """Fill a fresh batch with `comparisons` pairs (set-based SQL) and create annotators with tokens."""
-    env = django_env(database_url)
-    script = f"""
-import uuid
-from django.db import connection
-from django.utils import timezone
-from rest_framework.authtoken.models import Token
-from accounts.models import User, Vendor
-from annotation.models import Batch
-from sampling.models import ModelVariant
-Batch.objects.all().delete()
-week = timezone.localdate()
-batch = Batch.objects.create(name="bench-" + uuid.uuid4().hex[:6], focus="helpfulness", overlap=3, week=week)
-v1 = ModelVariant.objects.get_or_create(name="bench-a", defaults={{"backend": "external"}})[0]
-v2 = ModelVariant.objects.get_or_create(name="bench-b", defaults={{"backend": "external"}})[0]
-n = {comparisons}
-with connection.cursor() as cur:
-    cur.execute("SELECT COALESCE(MAX(id), 0) FROM annotation_dialogue"); d0 = cur.fetchone()[0]
-    cur.execute("SELECT COALESCE(MAX(id), 0) FROM annotation_response"); r0 = cur.fetchone()[0]
-    cur.execute("INSERT INTO annotation_dialogue (id, batch_id, created_at) SELECT %s + g, %s, now() FROM generate_series(1, %s) g", [d0, batch.id, n])
-    cur.execute("INSERT INTO annotation_turn (dialogue_id, index, role, content) SELECT %s + g, 0, 'user', 'Prompt number ' || g FROM generate_series(1, %s) g", [d0, n])
-    cur.execute("INSERT INTO annotation_response (id, text, variant_id, temperature, generation, created_at) SELECT %s + g, 'Response text ' || g, CASE WHEN g %% 2 = 1 THEN %s ELSE %s END, 0.7 + (g %% 2) * 0.3, '{{}}', now() FROM generate_series(1, %s) g", [r0, v1.id, v2.id, 2 * n])
-    cur.execute("INSERT INTO annotation_comparison (batch_id, dialogue_id, context_length, response_a_id, response_b_id, status, rating_count, slots_taken, label_choice, label_strength, label_safety, label_vote, is_gold, gold_choice, gold_strength, created_at) SELECT %s, %s + g, 1, %s + 2 * g - 1, %s + 2 * g, 'open', 0, 0, '', '', '', '', false, '', '', now() FROM generate_series(1, %s) g", [batch.id, d0, r0, r0, n])
-    for table in ("annotation_dialogue", "annotation_response"):
-        cur.execute(f"SELECT setval(pg_get_serial_sequence('{{table}}', 'id'), (SELECT MAX(id) FROM {{table}}))")
-    cur.execute("ANALYZE")
-vendor = Vendor.objects.get_or_create(name="Bench vendor")[0]
-tokens = []
-for i in range({annotators}):
-    user = User.objects.create(username="bench-" + uuid.uuid4().hex[:8], role="annotator", vendor=vendor)
-    tokens.append(Token.objects.create(user=user).key)
-print(batch.id)
-print(",".join(tokens))
-"""
-    out = manage(env, "shell", "-c", script).strip().splitlines()
-    return out[-2], out[-1].split(",")
+SEED_SQL = [
+    """INSERT INTO annotation_dialogue (id, batch_id, created_at)
+       SELECT %(d0)s + g, %(batch)s, now() FROM generate_series(1, %(n)s) g""",
+    """INSERT INTO annotation_turn (dialogue_id, index, role, content)
+       SELECT %(d0)s + g, 0, 'user', 'Prompt number ' || g FROM generate_series(1, %(n)s) g""",
+    """INSERT INTO annotation_response (id, text, variant_id, temperature, generation, created_at)
+       SELECT %(r0)s + g, 'Response text ' || g, CASE WHEN g %% 2 = 1 THEN %(v1)s ELSE %(v2)s END,
+              0.7 + (g %% 2) * 0.3, '{}', now()
+       FROM generate_series(1, 2 * %(n)s) g""",
+    """INSERT INTO annotation_comparison (batch_id, dialogue_id, context_length, response_a_id, response_b_id,
+              status, rating_count, slots_taken, label_choice, label_strength, label_safety, label_vote,
+              is_gold, gold_choice, gold_strength, created_at)
+       SELECT %(batch)s, %(d0)s + g, 1, %(r0)s + 2 * g - 1, %(r0)s + 2 * g, 'open', 0, 0, '', '', '', '',
+              false, '', '', now()
+       FROM generate_series(1, %(n)s) g""",
+    "SELECT setval(pg_get_serial_sequence('annotation_dialogue', 'id'), (SELECT MAX(id) FROM annotation_dialogue))",
+    "SELECT setval(pg_get_serial_sequence('annotation_response', 'id'), (SELECT MAX(id) FROM annotation_response))",
+    "ANALYZE",
+]
+
+
+def seed(comparisons: int, annotators: int) -> tuple[int, list[str]]:
+    """A fresh batch of `comparisons` pairs (set-based SQL) and annotators with API tokens."""
+    from django.db import connection
+    from django.utils import timezone
+    from rest_framework.authtoken.models import Token
+
+    from accounts.models import User, Vendor
+    from annotation.models import Batch
+    from sampling.models import ModelVariant
+
+    Batch.objects.all().delete()
+    batch = Batch.objects.create(
+        name=f"bench-{uuid.uuid4().hex[:6]}", focus="helpfulness", overlap=3, week=timezone.localdate()
+    )
+    v1 = ModelVariant.objects.get_or_create(name="bench-a", defaults={"backend": "external"})[0]
+    v2 = ModelVariant.objects.get_or_create(name="bench-b", defaults={"backend": "external"})[0]
+    with connection.cursor() as cur:
+        cur.execute("SELECT COALESCE(MAX(id), 0) FROM annotation_dialogue")
+        d0 = cur.fetchone()[0]
+        cur.execute("SELECT COALESCE(MAX(id), 0) FROM annotation_response")
+        r0 = cur.fetchone()[0]
+        params = {"d0": d0, "r0": r0, "batch": batch.id, "n": comparisons, "v1": v1.id, "v2": v2.id}
+        for statement in SEED_SQL:
+            cur.execute(statement, params)
+    vendor = Vendor.objects.get_or_create(name="Bench vendor")[0]
+    tokens = []
+    for _ in range(annotators):
+        user = User.objects.create(username=f"bench-{uuid.uuid4().hex[:8]}", role="annotator", vendor=vendor)
+        tokens.append(Token.objects.create(user=user).key)
+    return batch.id, tokens
 
 
 def free_port() -> int:
@@ -93,7 +113,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def drive(base: str, batch_id: str, tokens: list[str], seconds: float) -> dict:
+def drive(base: str, batch_id: int, tokens: list[str], seconds: float) -> dict:
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -159,17 +179,35 @@ def main() -> None:
     database_url = recreate_database()
     env = django_env(database_url)
     manage(env, "migrate", "--noinput")
+    os.environ.update({"DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "config.settings"})
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
     manage(env, "collectstatic", "--noinput", "-v0")
     results = {}
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
     try:
         for size in args.sizes:
-            batch_id, tokens = seed(database_url, size, args.annotators)
+            batch_id, tokens = seed(size, args.annotators)
             port = free_port()
             server = subprocess.Popen(
-                [gunicorn, "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(args.workers),
-                 "-k", "gthread", "--threads", "8", "--log-level", "warning"],
-                cwd=ROOT, env=env,
+                [
+                    gunicorn,
+                    "config.wsgi",
+                    "-b",
+                    f"127.0.0.1:{port}",
+                    "-w",
+                    str(args.workers),
+                    "-k",
+                    "gthread",
+                    "--threads",
+                    "8",
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=ROOT,
+                env=env,
             )
             base = f"http://127.0.0.1:{port}"
             try:
@@ -188,7 +226,8 @@ def main() -> None:
             print(
                 f"{size:>8,} comparisons: {r['requests_per_second']:7.1f} req/s  "
                 f"next+submit p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
-                f"({r['cycles']} cycles, {r['errors']} errors, {args.annotators} annotators, {args.workers} gunicorn workers)"
+                f"({r['cycles']} cycles, {r['errors']} errors, {args.annotators} annotators, "
+                f"{args.workers} gunicorn workers)"
             )
     finally:
         conn = psycopg2.connect(ADMIN_DSN)
@@ -198,7 +237,9 @@ def main() -> None:
         conn.close()
     if len(args.sizes) >= 2:
         small, large = results[args.sizes[0]], results[args.sizes[-1]]
-        print(f"p99 ratio {args.sizes[-1]:,} / {args.sizes[0]:,}: {large['p99_ms'] / small['p99_ms']:.2f} (target < 1.3)")
+        print(
+            f"p99 ratio {args.sizes[-1]:,} / {args.sizes[0]:,}: {large['p99_ms'] / small['p99_ms']:.2f} (target < 1.3)"
+        )
         print(f"p99 target < 50 ms: {'met' if large['p99_ms'] < 50 else 'not met'} at {args.sizes[-1]:,}")
 
 
