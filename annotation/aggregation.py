@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["DawidSkeneResult", "dawid_skene", "disagreement_share", "majority_vote"]
+__all__ = ["DawidSkeneResult", "dawid_skene", "dawid_skene_long", "disagreement_share", "majority_vote"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -72,11 +72,34 @@ def dawid_skene(
     probability 0 to any label an annotator never used for some true class, after which no item
     could move to that class. ``n_classes`` defaults to the largest label + 1.
     """
+    return _fit(_Observations.from_labels(labels, n_classes), max_iter, tol, smoothing)
+
+
+def dawid_skene_long(
+    items: ArrayLike,
+    annotators: ArrayLike,
+    labels: ArrayLike,
+    n_classes: int | None = None,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    smoothing: float = 0.01,
+) -> DawidSkeneResult:
+    """:func:`dawid_skene` on labels in long form: one entry per label given.
+
+    ``items`` and ``annotators`` are 0-based indices (``np.unique(ids, return_inverse=True)[1]``),
+    ``labels`` class indices ``0..K-1``; each (item, annotator) pair occurs at most once. Results
+    are indexed like the items x annotators array ``dawid_skene`` would take, with
+    ``max(items) + 1`` items and ``max(annotators) + 1`` annotators, but that array is never built:
+    100,000 comparisons rated by 500 people would make it 400 MB for 300,000 labels.
+    """
+    return _fit(_Observations.from_long(items, annotators, labels, n_classes), max_iter, tol, smoothing)
+
+
+def _fit(obs: "_Observations", max_iter: int, tol: float, smoothing: float) -> DawidSkeneResult:
     if max_iter < 1:
         raise ValueError("max_iter must be at least 1.")
     if smoothing <= 0:
         raise ValueError("smoothing must be positive.")
-    obs = _Observations.from_labels(labels, n_classes)
     k_classes, n_annotators = obs.n_classes, obs.n_annotators
     votes = obs.vote_counts()
     labelled = votes.sum(axis=1) > 0
@@ -166,6 +189,33 @@ class _Observations:
             raise ValueError(f"A label is {classes.max()}, but n_classes is {k}.")
         items, annotators = np.nonzero(given)
         return cls(items, annotators, classes, data.shape[0], data.shape[1], k)
+
+    @classmethod
+    def from_long(cls, items: ArrayLike, annotators: ArrayLike, labels: ArrayLike, n_classes: int | None):
+        item, annotator, label = (np.asarray(a).ravel() for a in (items, annotators, labels))
+        if not item.size == annotator.size == label.size:
+            raise ValueError("items, annotators and labels must have the same length.")
+        if item.size == 0:
+            raise ValueError("Labels hold no label.")
+        for name, values in (("items", item), ("annotators", annotator), ("labels", label)):
+            if not np.issubdtype(values.dtype, np.integer) or values.min() < 0:
+                raise ValueError(f"{name} must be non-negative integer indices.")
+        k = int(label.max()) + 1 if n_classes is None else n_classes
+        if label.max() >= k:
+            raise ValueError(f"A label is {label.max()}, but n_classes is {k}.")
+        # The EM expects the labels sorted by item (the row-major order of the dense array).
+        order = np.lexsort((annotator, item))
+        item, annotator, label = item[order], annotator[order], label[order]
+        if np.any((np.diff(item) == 0) & (np.diff(annotator) == 0)):
+            raise ValueError("An annotator labelled the same item twice.")
+        return cls(
+            item.astype(np.intp),
+            annotator.astype(np.intp),
+            label.astype(np.intp),
+            int(item.max()) + 1,
+            int(annotator.max()) + 1,
+            k,
+        )
 
     def vote_counts(self) -> FloatArray:
         """Items x classes number of labels."""

@@ -20,6 +20,7 @@ __all__ = [
     "PositionBias",
     "Proportion",
     "agreement_with_others",
+    "agreement_with_others_long",
     "flag_outliers",
     "gold_accuracy",
     "position_bias",
@@ -138,6 +139,42 @@ def agreement_with_others(ratings: ArrayLike, rater: int, confidence: float = 0.
     majority = values[votes[has_majority].argmax(axis=1)]
     agreed = int(np.sum(own[has_majority] == majority))
     return _proportion(agreed, int(has_majority.sum()), confidence)
+
+
+def agreement_with_others_long(
+    units: ArrayLike, raters: ArrayLike, values: ArrayLike, confidence: float = 0.95
+) -> dict[int, Proportion]:
+    """:func:`agreement_with_others` for every rater at once, from ratings in long form.
+
+    One entry per rating: the unit, the rater (any integer ids) and the value; a rater rates a unit
+    at most once. The same rule as the units x raters version (the other raters of the unit must
+    have a single most frequent value), without building that array, which for a batch rated by
+    hundreds of people would not fit in memory. Raters with no countable unit are left out.
+    """
+    unit, rater, value = (np.asarray(a).ravel() for a in (units, raters, values))
+    if not unit.size == rater.size == value.size:
+        raise ValueError("units, raters and values must have the same length.")
+    if unit.size == 0:
+        return {}
+    if np.isnan(value.astype(float)).any():
+        raise ValueError("Values must not be NaN: leave missing ratings out of the long form.")
+    _, unit_code = np.unique(unit, return_inverse=True)
+    categories, value_code = np.unique(value, return_inverse=True)
+    rater_ids, rater_code = np.unique(rater, return_inverse=True)
+    n_units, q = int(unit_code.max()) + 1, categories.size
+    votes = np.bincount(unit_code * q + value_code, minlength=n_units * q).reshape(n_units, q)
+    others = votes[unit_code]
+    others[np.arange(unit.size), value_code] -= 1
+    top = others.max(axis=1)
+    counted = (top > 0) & ((others == top[:, None]).sum(axis=1) == 1)
+    agreed = counted & (others.argmax(axis=1) == value_code)
+    totals = np.bincount(rater_code, weights=counted, minlength=rater_ids.size)
+    hits = np.bincount(rater_code, weights=agreed, minlength=rater_ids.size)
+    return {
+        int(rater_id): _proportion(int(hit), int(total), confidence)
+        for rater_id, hit, total in zip(rater_ids, hits, totals, strict=True)
+        if total > 0
+    }
 
 
 def gold_accuracy(answers: ArrayLike, gold: ArrayLike, confidence: float = 0.95) -> Proportion:

@@ -2,15 +2,38 @@
 
 from rest_framework import serializers
 
-from .models import Assignment, Batch, Comparison, Rating
+from .models import MAX_CHECK_RATE, AgreementReport, AnnotatorQuality, Assignment, Batch, Comparison, Rating
+from .reliability import FLAG_LABELS, QUALITY_FIELDS
 from .selectors import comparison_context
+from .services import check_rates_validate
 
 
 class BatchSerializer(serializers.ModelSerializer):
     class Meta:
         model = Batch
-        fields = ["id", "name", "focus", "overlap", "guidelines", "is_open", "week", "prompt_mode", "lease_minutes"]
+        fields = [
+            "id",
+            "name",
+            "focus",
+            "overlap",
+            "guidelines",
+            "is_open",
+            "week",
+            "prompt_mode",
+            "lease_minutes",
+            "gold_rate",
+            "repeat_rate",
+        ]
         read_only_fields = ["id", "week"]
+
+    def validate(self, attrs: dict) -> dict:
+        # A PATCH may change one rate: check the pair as it will be stored.
+        current = self.instance
+        check_rates_validate(
+            gold_rate=attrs.get("gold_rate", current.gold_rate if current else 0.0),
+            repeat_rate=attrs.get("repeat_rate", current.repeat_rate if current else 0.0),
+        )
+        return attrs
 
 
 class BatchCreateSerializer(serializers.Serializer):
@@ -20,6 +43,8 @@ class BatchCreateSerializer(serializers.Serializer):
     guidelines = serializers.CharField(required=False, allow_blank=True, default="")
     prompt_mode = serializers.ChoiceField(choices=["pool", "annotator"], default="pool")
     lease_minutes = serializers.IntegerField(min_value=1, max_value=240, default=10)
+    gold_rate = serializers.FloatField(min_value=0.0, max_value=MAX_CHECK_RATE, default=0.0)
+    repeat_rate = serializers.FloatField(min_value=0.0, max_value=MAX_CHECK_RATE, default=0.0)
 
 
 class ShownResponseSerializer(serializers.Serializer):
@@ -134,6 +159,10 @@ class ResearchComparisonSerializer(serializers.ModelSerializer):
             "label_vote",
             "labelled_at",
             "is_gold",
+            "gold_choice",
+            "gold_strength",
+            "gold_marked_at",
+            "repeat_of",
         ]
 
     def get_context(self, comparison: Comparison) -> list[dict]:
@@ -142,3 +171,62 @@ class ResearchComparisonSerializer(serializers.ModelSerializer):
 
 class ImportResultSerializer(serializers.Serializer):
     imported = serializers.IntegerField()
+
+
+class GoldMarkSerializer(serializers.Serializer):
+    choice = serializers.ChoiceField(choices=["a", "b"], help_text="The expected answer: response A or B.")
+    strength = serializers.CharField(allow_blank=True, required=False, default="")
+
+
+class GoldPromoteSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
+    min_strength = serializers.CharField(required=False, default="negligibly_better")
+
+
+class AgreementReportSerializer(serializers.ModelSerializer):
+    batch_name = serializers.CharField(source="batch.name", default=None, read_only=True)
+    vendor_name = serializers.CharField(source="vendor.name", default=None, read_only=True)
+
+    class Meta:
+        model = AgreementReport
+        fields = [
+            "id",
+            "scope",
+            "batch",
+            "batch_name",
+            "vendor",
+            "vendor_name",
+            "filters",
+            "status",
+            "error",
+            "metrics",
+            "ratings_count",
+            "computed_at",
+            "seconds",
+            "requested_at",
+        ]
+
+
+class ReportFilterSerializer(serializers.Serializer):
+    batches = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
+    focus = serializers.ChoiceField(choices=["", "helpfulness", "safety"], required=False, default="")
+    vendor = serializers.IntegerField(required=False, allow_null=True, default=None)
+    week_from = serializers.DateField(required=False, allow_null=True, default=None)
+    week_to = serializers.DateField(required=False, allow_null=True, default=None)
+
+
+class AnnotatorQualitySerializer(serializers.ModelSerializer):
+    """One row of the per-annotator table (also its CSV). Flags come as codes and as words."""
+
+    annotator = serializers.CharField(source="annotator.pseudonym")
+    annotator_id = serializers.IntegerField()
+    username = serializers.CharField(source="annotator.username")
+    vendor = serializers.CharField(source="annotator.vendor.name", default="")
+    flag_text = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AnnotatorQuality
+        fields = ["annotator", "annotator_id", "username", "vendor", *QUALITY_FIELDS, "flag_text"]
+
+    def get_flag_text(self, row: AnnotatorQuality) -> str:
+        return "; ".join(FLAG_LABELS.get(flag, flag) for flag in row.flags)

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Case, Exists, F, IntegerField, OuterRef, Value, When
 from django.utils import timezone
 
 from accounts.models import User
@@ -20,6 +20,7 @@ from config.exceptions import Conflict, Gone, InvalidInput, NotAllowed, NotFound
 
 from . import selectors
 from .models import (
+    MAX_CHECK_RATE,
     Assignment,
     AssignmentStatus,
     Batch,
@@ -30,8 +31,17 @@ from .models import (
     SafetyLabel,
     Side,
     Strength,
+    Vote,
 )
-from .voting import Ballot, majority_label
+from .voting import STRENGTH_RANK, Ballot, majority_label
+
+# A repeat never shows one of the annotator's most recent pairs (they would recognise it at once),
+# and is drawn from their last REPEAT_WINDOW pairs, so finding one reads a bounded number of rows.
+REPEAT_MIN_GAP = 5
+REPEAT_WINDOW = 200
+# Gold items offered are drawn from at most this many unseen ones (read through a partial index).
+GOLD_SAMPLE = 200
+_rng = random.Random()
 
 
 def _max_live_leases() -> int:
@@ -64,7 +74,12 @@ class Lease:
 
 
 def assignment_next(
-    *, annotator: User, batch: Batch, exclude_ids: frozenset[int] = frozenset(), now=None
+    *,
+    annotator: User,
+    batch: Batch,
+    exclude_ids: frozenset[int] = frozenset(),
+    now=None,
+    rng: random.Random | None = None,
 ) -> Lease | None:
     """Hand the annotator a comparison of the batch, or return one they already hold.
 
@@ -72,7 +87,13 @@ def assignment_next(
     pairs the page already shows), so a reload shows the same pair with the same sides. Otherwise
     a new lease is taken on the open comparison with the most ratings, so pairs are finished
     before new ones are opened. Returns None when the batch has nothing left for this annotator.
+
+    Quality checks are mixed in at the batch's rates: with probability `gold_rate` a gold
+    comparison the annotator has not seen, with probability `repeat_rate` one of their earlier
+    pairs again with A and B exchanged (see `_swapped_repeat`). When there is no such item the
+    ordinary queue serves. `rng` makes the draws reproducible in tests.
     """
+    rng = rng or _rng
     refusal = selectors.batch_refusal_for(annotator, batch)
     if refusal:
         raise NotAllowed(refusal)
@@ -96,16 +117,24 @@ def assignment_next(
         if len(held) >= _max_live_leases():
             return None
 
-        already_assigned = Assignment.objects.filter(comparison=OuterRef("pk"), annotator=annotator)
-        comparison = (
-            Comparison.objects.filter(batch=batch, status=ComparisonStatus.OPEN, slots_taken__lt=batch.overlap)
-            .filter(~Exists(already_assigned))
-            .order_by("-rating_count", "id")
-            .select_for_update(skip_locked=True, of=("self",))
-            .first()
-        )
+        comparison, swapped = None, None
+        roll = rng.random() if batch.gold_rate or batch.repeat_rate else 1.0
+        if roll < batch.gold_rate:
+            comparison = _unseen_gold(annotator=annotator, batch=batch, rng=rng)
+        elif roll < batch.gold_rate + batch.repeat_rate:
+            comparison, swapped = _swapped_repeat(annotator=annotator, batch=batch, rng=rng)
+        if comparison is None:
+            already_assigned = Assignment.objects.filter(comparison=OuterRef("pk"), annotator=annotator)
+            comparison = (
+                Comparison.objects.filter(batch=batch, status=ComparisonStatus.OPEN, slots_taken__lt=batch.overlap)
+                .filter(~Exists(already_assigned))
+                .order_by("-rating_count", "id")
+                .select_for_update(skip_locked=True, of=("self",))
+                .first()
+            )
         if comparison is None:
             return None
+        # Gold and repeats take a slot too, so that an expired lease on them gives back what it took.
         Comparison.objects.filter(pk=comparison.pk).update(slots_taken=F("slots_taken") + 1)
         expires_at = now + timedelta(minutes=batch.lease_minutes)
         assignment, _created = Assignment.objects.update_or_create(
@@ -116,10 +145,90 @@ def assignment_next(
                 "status": AssignmentStatus.LEASED,
                 "leased_at": now,
                 "expires_at": expires_at,
-                "swapped": random.random() < 0.5,
+                "swapped": rng.random() < 0.5 if swapped is None else swapped,
             },
         )
         return Lease(assignment=assignment, created=True)
+
+
+def _unseen_gold(*, annotator: User, batch: Batch, rng: random.Random) -> Comparison | None:
+    """A gold comparison of the batch the annotator was never handed. Gold is not capped by overlap."""
+    seen = Assignment.objects.filter(comparison=OuterRef("pk"), annotator=annotator)
+    candidates = list(
+        Comparison.objects.filter(batch=batch, is_gold=True)
+        .filter(~Exists(seen))
+        .order_by("id")
+        .values_list("id", flat=True)[:GOLD_SAMPLE]
+    )
+    return Comparison.objects.get(pk=rng.choice(candidates)) if candidates else None
+
+
+def _swapped_repeat(*, annotator: User, batch: Batch, rng: random.Random) -> tuple[Comparison | None, bool | None]:
+    """A repeat of a pair the annotator rated earlier, and the `swapped` flag that shows it mirrored.
+
+    The repeat is its own Comparison (an annotator holds one assignment per comparison) with the
+    original's dialogue and context and its two responses exchanged (A is the original's B), in
+    status "repeat": it is never queued by overlap, never labelled and never exported. One repeat
+    row per original serves every annotator it is shown to. Given the same `swapped` flag as the
+    annotator's first showing, each response appears on the other side: the payload has the same
+    shape as any other pair, so nothing tells the annotator it is a check.
+    """
+    recent = list(
+        Rating.objects.filter(
+            annotator=annotator, comparison__batch=batch, comparison__repeat_of__isnull=True, comparison__is_gold=False
+        )
+        .order_by("-created_at", "-id")
+        .values_list("comparison_id", flat=True)[:REPEAT_WINDOW]
+    )[REPEAT_MIN_GAP:]
+    if not recent:
+        return None, None
+    repeated = set(
+        Assignment.objects.filter(annotator=annotator, comparison__repeat_of_id__in=recent).values_list(
+            "comparison__repeat_of_id", flat=True
+        )
+    )
+    candidates = [comparison_id for comparison_id in recent if comparison_id not in repeated]
+    if not candidates:
+        return None, None
+    # The original's row lock makes two annotators asking at once share one repeat row.
+    original = Comparison.objects.select_for_update().get(pk=rng.choice(candidates))
+    repeat = Comparison.objects.filter(repeat_of=original).order_by("id").first()
+    if repeat is None:
+        repeat = Comparison.objects.create(
+            batch_id=original.batch_id,
+            dialogue_id=original.dialogue_id,
+            context_length=original.context_length,
+            response_a_id=original.response_b_id,
+            response_b_id=original.response_a_id,
+            status=ComparisonStatus.REPEAT,
+            repeat_of=original,
+        )
+    first_swapped = (
+        Assignment.objects.filter(comparison=original, annotator=annotator).values_list("swapped", flat=True).first()
+    )
+    return repeat, first_swapped
+
+
+def assignment_for_writer(
+    *, annotator: User, comparison: Comparison, now=None, rng: random.Random | None = None
+) -> Assignment:
+    """Lease a freshly sampled comparison to the annotator who wrote its prompt.
+
+    Called by sampling inside the transaction that creates the comparison, so nobody else can have
+    leased it. The writer rates their own pair first, whatever the cap on live leases; the pair then
+    stays open for the rest of the batch's overlap like any other.
+    """
+    rng = rng or _rng
+    now = now or timezone.now()
+    Comparison.objects.filter(pk=comparison.pk).update(slots_taken=F("slots_taken") + 1)
+    return Assignment.objects.create(
+        comparison=comparison,
+        annotator=annotator,
+        swapped=rng.random() < 0.5,
+        status=AssignmentStatus.LEASED,
+        leased_at=now,
+        expires_at=now + timedelta(minutes=comparison.batch.lease_minutes),
+    )
 
 
 @dataclass(frozen=True)
@@ -227,7 +336,16 @@ def rating_submit(
             assignment.status = AssignmentStatus.SUBMITTED
             assignment.save(update_fields=["status"])
             # The lease already holds this rating's slot, so slots_taken stays as it is.
+            was_open = comparison.status == ComparisonStatus.OPEN
             comparison_label_refresh(comparison=comparison, now=now)
+            is_check = comparison.is_gold or comparison.repeat_of_id is not None
+            if is_check or (was_open and comparison.status == ComparisonStatus.COMPLETE):
+                # Agreement follows completed comparisons and quality checks, off the request path;
+                # robust: a broker that is down must not turn a stored rating into an error.
+                from .agreement_services import agreement_recompute_request
+
+                batch_id = batch.id
+                transaction.on_commit(lambda: agreement_recompute_request(batch_id=batch_id), robust=True)
             return RatingResult(rating=rating, created=True)
     except IntegrityError:
         # A concurrent twin with the same key won the race: answer with its rating.
@@ -238,7 +356,16 @@ def rating_submit(
 
 
 def comparison_label_refresh(*, comparison: Comparison, now=None) -> Comparison:
-    """Recompute a comparison's majority label from its ratings. Idempotent."""
+    """Recompute a comparison's majority label from its ratings. Idempotent.
+
+    Quality checks keep their labels: a gold comparison's label is its gold answer (set when it was
+    marked), a repeat has none. Their ratings only update the count.
+    """
+    if comparison.is_gold or comparison.repeat_of_id is not None:
+        count = comparison.ratings.count()
+        Comparison.objects.filter(pk=comparison.pk).update(rating_count=count)
+        comparison.rating_count = count
+        return comparison
     batch = comparison.batch
     ratings = list(comparison.ratings.values_list("chosen", "strength", "safety_label"))
     count = len(ratings)
@@ -277,12 +404,15 @@ def batch_create(
     guidelines: str = "",
     prompt_mode: str = "pool",
     lease_minutes: int = 10,
+    gold_rate: float = 0.0,
+    repeat_rate: float = 0.0,
     week=None,
 ) -> Batch:
     if Batch.objects.filter(name=name).exists():
         raise Conflict(f"A batch named {name!r} already exists; pick another name.", field="name")
     if overlap < 1:
         raise InvalidInput("Overlap must be at least 1 rating per comparison.", field="overlap")
+    check_rates_validate(gold_rate=gold_rate, repeat_rate=repeat_rate)
     today = timezone.localdate()
     week = week or today - timedelta(days=today.weekday())
     return Batch.objects.create(
@@ -292,9 +422,133 @@ def batch_create(
         guidelines=guidelines,
         prompt_mode=prompt_mode,
         lease_minutes=lease_minutes,
+        gold_rate=gold_rate,
+        repeat_rate=repeat_rate,
         week=week,
         created_by=created_by,
     )
+
+
+def check_rates_validate(*, gold_rate: float, repeat_rate: float) -> None:
+    """Gold and repeat rates are shares of each annotator's pairs; most of the work stays real."""
+    for field, rate in (("gold_rate", gold_rate), ("repeat_rate", repeat_rate)):
+        if not 0 <= rate <= MAX_CHECK_RATE:
+            raise InvalidInput(f"{field} is a share between 0 and {MAX_CHECK_RATE}, got {rate}.", field=field)
+    if gold_rate + repeat_rate > MAX_CHECK_RATE:
+        raise InvalidInput(
+            f"Gold and repeat rates add up to {gold_rate + repeat_rate:g}; keep them at {MAX_CHECK_RATE} or less "
+            "so that most pairs are real work.",
+            field="repeat_rate",
+        )
+
+
+def comparison_gold_mark(*, comparison_id: int, choice: str, strength: str = "", now=None) -> Comparison:
+    """Make a comparison gold with its expected answer (`choice` "a" or "b", by response).
+
+    A gold comparison leaves the overlap queue, its label becomes the answer, and from now on it is
+    handed out to every annotator at the batch's gold rate; their ratings test them (gold accuracy)
+    and never change the label. Ratings given before it was marked stay ordinary ratings.
+    """
+    if choice not in Side.values:
+        raise InvalidInput("Give the expected answer as choice 'a' or 'b' (response A or B).", field="choice")
+    if strength and strength not in Strength.values:
+        raise InvalidInput(
+            f"Unknown strength {strength!r}; use one of: {', '.join(Strength.values)}.", field="strength"
+        )
+    now = now or timezone.now()
+    with transaction.atomic():
+        comparison = Comparison.objects.select_for_update().filter(pk=comparison_id).first()
+        if comparison is None:
+            raise NotFound("This comparison does not exist.", field="comparison")
+        if comparison.repeat_of_id is not None:
+            raise InvalidInput("A repeat cannot be gold; mark the comparison it repeats.", field="comparison")
+        comparison.is_gold = True
+        comparison.gold_choice = choice
+        comparison.gold_strength = strength
+        comparison.gold_marked_at = comparison.gold_marked_at or now
+        comparison.status = ComparisonStatus.COMPLETE
+        comparison.label_choice = choice
+        comparison.label_strength = strength
+        comparison.labelled_at = now
+        comparison.save(
+            update_fields=[
+                "is_gold",
+                "gold_choice",
+                "gold_strength",
+                "gold_marked_at",
+                "status",
+                "label_choice",
+                "label_strength",
+                "labelled_at",
+            ]
+        )
+        _request_agreement_after_commit(comparison.batch_id)
+    return comparison
+
+
+def comparison_gold_unmark(*, comparison_id: int, now=None) -> Comparison:
+    """Make a gold comparison ordinary again: its label is recomputed from all its ratings."""
+    with transaction.atomic():
+        comparison = Comparison.objects.select_for_update().select_related("batch").filter(pk=comparison_id).first()
+        if comparison is None:
+            raise NotFound("This comparison does not exist.", field="comparison")
+        if not comparison.is_gold:
+            raise Conflict("This comparison is not gold.", field="comparison")
+        comparison.is_gold = False
+        comparison.gold_choice = ""
+        comparison.gold_strength = ""
+        comparison.gold_marked_at = None
+        comparison.save(update_fields=["is_gold", "gold_choice", "gold_strength", "gold_marked_at"])
+        comparison_label_refresh(comparison=comparison, now=now)
+        _request_agreement_after_commit(comparison.batch_id)
+    return comparison
+
+
+def gold_promote_unanimous(
+    *, batch: Batch, limit: int | None = None, min_strength: str = Strength.NEGLIGIBLY_BETTER, now=None
+) -> int:
+    """Mark complete, unanimous comparisons of the batch gold, their majority label as the answer.
+
+    The clearest first (strongest label strength, then oldest), up to `limit`, and only those
+    whose label is at least `min_strength`. Returns how many were marked.
+    """
+    if min_strength not in Strength.values:
+        raise InvalidInput(f"Unknown strength {min_strength!r}.", field="min_strength")
+    if limit is not None and limit < 1:
+        raise InvalidInput("Promote at least one comparison, or leave the limit out.", field="limit")
+    strong_enough = [name for name, rank in STRENGTH_RANK.items() if rank >= STRENGTH_RANK[min_strength]]
+    rank = Case(
+        *(When(label_strength=name, then=Value(rank)) for name, rank in STRENGTH_RANK.items()),
+        output_field=IntegerField(),
+    )
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Comparison.objects.filter(
+                batch=batch,
+                status=ComparisonStatus.COMPLETE,
+                label_vote=Vote.UNANIMOUS,
+                label_strength__in=strong_enough,
+                is_gold=False,
+                repeat_of__isnull=True,
+            )
+            .annotate(rank=rank)
+            .order_by("-rank", "id")
+            .values_list("id", flat=True)[:limit]
+        )
+        promoted = Comparison.objects.filter(pk__in=ids).update(
+            is_gold=True, gold_choice=F("label_choice"), gold_strength=F("label_strength"), gold_marked_at=now
+        )
+        if promoted:
+            _request_agreement_after_commit(batch.id)
+    return promoted
+
+
+def _request_agreement_after_commit(batch_id: int) -> None:
+    from .agreement_services import agreement_recompute_request
+
+    # A lambda, not functools.partial: Django names a failing robust callback by its __qualname__.
+    transaction.on_commit(lambda: agreement_recompute_request(batch_id=batch_id), robust=True)
 
 
 def _variants_by_name(names: set[str], created_by: User | None) -> dict:

@@ -18,3 +18,25 @@ def refresh_batch_labels(batch_id: int) -> int:
         comparison_label_refresh(comparison=comparison)
         refreshed += 1
     return refreshed
+
+
+@shared_task(acks_late=True)
+def recompute_agreement(batch_id: int) -> int | None:
+    """Recompute a batch's agreement report (queued by agreement_recompute_request). A second
+    delivery recomputes the same figures."""
+    from .agreement_services import agreement_recompute
+
+    if not Batch.objects.filter(pk=batch_id).exists():
+        return None
+    return agreement_recompute(batch_id=batch_id).pk
+
+
+@shared_task(acks_late=True)
+def compute_agreement_report(report_id: int) -> int | None:
+    """Compute a report over a researcher's filter (queued by agreement_report_request)."""
+    from .agreement_services import agreement_report_compute
+    from .models import AgreementReport
+
+    if not AgreementReport.objects.filter(pk=report_id).exists():
+        return None
+    return agreement_report_compute(report_id=report_id).pk

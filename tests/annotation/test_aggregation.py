@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from annotation.aggregation import dawid_skene, disagreement_share, majority_vote
+from annotation.aggregation import dawid_skene, dawid_skene_long, disagreement_share, majority_vote
 
 N_CLASSES = 3
 TRUE_PRIORS = np.array([0.5, 0.3, 0.2])
@@ -148,3 +148,21 @@ def test_dawid_skene_overturns_the_majority_where_the_adversary_decides(crowd) -
     assert share == pytest.approx(np.mean(vote[decided] != ds[decided]))
     assert 0.05 < share < 0.3
     assert np.mean(ds[decided & (vote != ds)] == truth[decided & (vote != ds)]) > 0.9
+
+
+def test_dawid_skene_long_equals_the_dense_fit(crowd) -> None:
+    labels, _ = crowd
+    items, annotators = np.nonzero(labels != -1)
+    shuffle = np.random.default_rng(3).permutation(items.size)  # any order of the labels
+    long = dawid_skene_long(items[shuffle], annotators[shuffle], labels[items, annotators][shuffle])
+    dense = dawid_skene(labels)
+    np.testing.assert_allclose(long.posteriors, dense.posteriors)
+    np.testing.assert_allclose(long.confusion, dense.confusion)
+    assert long.n_iter == dense.n_iter and long.log_likelihood == pytest.approx(dense.log_likelihood)
+
+
+def test_dawid_skene_long_refuses_a_double_label() -> None:
+    with pytest.raises(ValueError, match="twice"):
+        dawid_skene_long([0, 0, 1], [0, 0, 1], [1, 0, 1])
+    with pytest.raises(ValueError, match="non-negative integer"):
+        dawid_skene_long([0, 1], [0, 0.5], [1, 0])

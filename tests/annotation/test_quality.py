@@ -5,6 +5,7 @@ import pytest
 
 from annotation.quality import (
     agreement_with_others,
+    agreement_with_others_long,
     flag_outliers,
     gold_accuracy,
     position_bias,
@@ -153,3 +154,26 @@ def test_robust_z_scores_when_most_values_are_equal() -> None:
     np.testing.assert_allclose(scores, (values - 0.5) / (1.2533 * 0.08))
     assert flag_outliers(values).tolist() == [False, False, False, False, True]
     np.testing.assert_array_equal(robust_z_scores([2.0, 2.0, 2.0]), [0.0, 0.0, 0.0])
+
+
+def test_agreement_with_others_long_equals_the_units_x_raters_version() -> None:
+    rng = np.random.default_rng(11)
+    ratings = rng.choice(SIGNED_SCALE, size=(300, 6)).astype(float)
+    ratings[rng.random(ratings.shape) < 0.4] = np.nan
+    units, raters = np.nonzero(~np.isnan(ratings))
+    rater_ids = raters * 7 + 100  # any integer ids
+    by_rater = agreement_with_others_long(units + 5000, rater_ids, ratings[units, raters])
+    for rater in range(6):
+        assert by_rater[rater * 7 + 100] == agreement_with_others(ratings, rater)
+    signs = agreement_with_others_long(units, raters, np.sign(ratings[units, raters]))
+    assert signs[2] == agreement_with_others(np.sign(ratings), 2)
+
+
+def test_agreement_with_others_long_leaves_out_raters_with_nothing_to_compare() -> None:
+    # unit 0: raters 1 and 2 agree, rater 3 differs; unit 1: rater 4 alone.
+    result = agreement_with_others_long([0, 0, 0, 1], [1, 2, 3, 4], [1.0, 1.0, 0.0, 1.0])
+    assert set(result) == {3}  # raters 1 and 2 see a 1-1 tie among the others; rater 4 has no others
+    assert (result[3].successes, result[3].total) == (0, 1)
+    assert agreement_with_others_long([], [], []) == {}
+    with pytest.raises(ValueError, match="NaN"):
+        agreement_with_others_long([0, 0], [1, 2], [1.0, np.nan])
