@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+
+
+class QuizzesConfig(AppConfig):
+    name = "quizzes"
+    verbose_name = "Selection quizzes and vendors"
+
+    def ready(self) -> None:
+        # Batches that name a quiz (or whose focus a quiz is required for) refuse annotators without a pass.
+        from annotation.selectors import register_qualification_check
+
+        from .selectors import quiz_requirement_refusal
+
+        register_qualification_check(quiz_requirement_refusal)
