@@ -14,7 +14,10 @@ headers, JSON body). Behaviours of ``/v1/chat/completions``:
 * ``garbage``: HTTP 200 with a body that is not JSON;
 * ``no-choices``: HTTP 200 with JSON that lacks ``choices``;
 * ``401``: HTTP 401 with ``{"error": {"message": "Invalid API key provided", ...}}``;
-* ``slow``: sleep ``delay`` seconds (default 5) before answering ``ok``.
+* ``slow``: sleep ``delay`` seconds (default 5) before answering ``ok``;
+* ``varied``: like ``ok``, with the request's temperature and seed in the reply, so two differently
+  sampled requests get different replies (as a real model's would);
+* ``same-then-varied``: ``ok`` for the first ``failures`` requests, then ``varied``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-BEHAVIOURS = ("ok", "500-then-ok", "always-500", "garbage", "no-choices", "401", "slow")
+BEHAVIOURS = ("ok", "500-then-ok", "always-500", "garbage", "no-choices", "401", "slow", "varied", "same-then-varied")
 
 
 class State:
@@ -42,10 +45,12 @@ class State:
 STATE = State()
 
 
-def completion(body: dict[str, object]) -> dict[str, object]:
+def completion(body: dict[str, object], varied: bool = False) -> dict[str, object]:
     """An OpenAI-shaped chat completion that echoes the last message, so tests can match replies."""
     messages = body.get("messages") or [{"content": ""}]
     last = str(messages[-1].get("content", ""))
+    if varied:
+        last += f" (temperature {body.get('temperature')}, seed {body.get('seed')})"
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -114,6 +119,8 @@ class Handler(BaseHTTPRequestHandler):
         elif behaviour == "401":
             error = {"message": "Invalid API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}
             self._send(401, {"error": error})
+        elif behaviour == "varied" or (behaviour == "same-then-varied" and seen > failures):
+            self._send(200, completion(body, varied=True))
         else:
             self._send(200, completion(body))
 

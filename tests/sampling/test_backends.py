@@ -1,6 +1,6 @@
 """The embedded model conversion and ``TransformersBackend`` on the real SmolLM2-135M-Instruct.
 
-The GGUF is converted once per test session into a temporary cache (~20 s on a CPU); generation
+The GGUF is converted once per test session into a shared cache (~20 s on a CPU); generation
 tests keep ``max_new_tokens`` small because the CI machine has two cores.
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -56,16 +55,9 @@ def one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh model cache, removed afterwards: pytest keeps old temp dirs, and each holds 517 MB."""
-    cache = tmp_path_factory.mktemp("models")
-    yield cache
-    shutil.rmtree(cache, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def checkpoint(model_cache: Path) -> Path:
-    return embedded.ensure_embedded_checkpoint(model_cache)
+def checkpoint(embedded_checkpoint: Path) -> Path:
+    """The conversion shared by the whole session (tests/conftest.py: `model_cache`, `embedded_checkpoint`)."""
+    return embedded_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -1,21 +1,14 @@
 """``OpenAIBackend`` against a real HTTP server running in a separate process.
 
-The fake server (``fake_openai_server.py``) listens on a free port of 127.0.0.1 and is switched
-between behaviours per test, so retries, timeouts and error bodies go through real sockets.
+The fake server (``fake_openai_server.py``, started by ``tests/sampling/conftest.py``) listens on a
+free port of 127.0.0.1 and is switched between behaviours per test, so retries, timeouts and error
+bodies go through real sockets.
 """
 
 from __future__ import annotations
 
-import json
-import select
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -29,50 +22,9 @@ from sampling.backends import (
 )
 from sampling.backends.openai_backend import chat_completions_url
 from sampling.templates import TemplateError
+from tests.sampling.conftest import FakeServer
 
-SERVER_SCRIPT = Path(__file__).with_name("fake_openai_server.py")
 KEY_ENV = "PREFLAB_TEST_ENDPOINT_KEY"
-
-
-@dataclass
-class FakeServer:
-    """Handle on the running fake server: its base URL and its two control routes."""
-
-    base_url: str
-
-    def set(self, behaviour: str, **settings: float) -> None:
-        body = json.dumps({"behaviour": behaviour, **settings}).encode()
-        request = urllib.request.Request(f"{self.base_url}/_control", data=body, method="POST")
-        with urllib.request.urlopen(request, timeout=5) as response:
-            assert response.status == 200
-
-    def requests(self) -> list[dict]:
-        with urllib.request.urlopen(f"{self.base_url}/_requests", timeout=5) as response:
-            return json.load(response)
-
-
-@pytest.fixture(scope="module")
-def fake_server_process() -> Iterator[str]:
-    """Start the server process and wait until it reports the port it listens on."""
-    process = subprocess.Popen([sys.executable, str(SERVER_SCRIPT), "--port", "0"], stdout=subprocess.PIPE, text=True)
-    try:
-        ready, _, _ = select.select([process.stdout], [], [], 15)
-        line = process.stdout.readline() if ready else ""
-        if not line.startswith("listening on "):
-            pytest.fail(f"fake server did not start (exit code {process.poll()}, said {line!r})")
-        port = int(line.split()[-1])
-        socket.create_connection(("127.0.0.1", port), timeout=5).close()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@pytest.fixture
-def server(fake_server_process: str) -> FakeServer:
-    fake = FakeServer(fake_server_process)
-    fake.set("ok")
-    return fake
 
 
 def backend_for(url: str, **options: object) -> OpenAIBackend:

@@ -1,10 +1,13 @@
 // The rating page: one pair on screen, the next one already leased and loaded, every choice
 // reachable by keyboard, and a draft in localStorage so a reload or lost connection loses nothing.
+// In batches where annotators write the prompts, prompt-flow.js leads from prompt to pair and back.
 import { api, ApiError, firstError } from "./api.js";
+import { PromptFlow } from "./prompt-flow.js";
 
 const root = document.getElementById("rate-app");
 const batchId = root.dataset.batch;
 const isSafety = root.dataset.focus === "safety";
+const writesPrompts = root.dataset.promptMode === "annotator";
 const $ = (id) => document.getElementById(id);
 const form = $("rating-form");
 const slots = { left: $("response-left"), right: $("response-right") };
@@ -41,9 +44,10 @@ function setStatus(text) {
 function renderContext(turns) {
   const box = $("context");
   box.replaceChildren();
+  box.hidden = turns.length === 0;
   turns.forEach((turn, i) => {
     const div = document.createElement("div");
-    const isPrompt = i === turns.length - 1;
+    const isPrompt = i === turns.length - 1 && turn.role === "user";
     div.className = `turn ${turn.role}${isPrompt ? " prompt" : ""}`;
     const who = document.createElement("span");
     who.className = "who";
@@ -107,6 +111,7 @@ function show(assignment) {
   state = draft || { chosen: null, strength: "", safety: { left: null, right: null }, rationale: "", key: newKey() };
   saveDraft();
   renderContext(assignment.context);
+  for (const el of Object.values(slots)) el.classList.remove("pending");
   slots.left.querySelector(".text").textContent = assignment.left.text;
   slots.right.querySelector(".text").textContent = assignment.right.text;
   // A prefetched pair carries the count from before the last submit: never count down.
@@ -118,7 +123,19 @@ function show(assignment) {
   render();
   shownAt = performance.now();
   window.scrollTo({ top: 0 });
-  upcoming = fetchNext([assignment.assignment]);
+  // Annotators who write prompts get their own pair next: nothing to prefetch from the queue.
+  if (!writesPrompts) upcoming = fetchNext([assignment.assignment]);
+}
+
+// While a pair is sampled: the two response boxes stay where the responses will appear.
+function showPlaceholders() {
+  current = null;
+  for (const el of Object.values(slots)) {
+    el.classList.add("pending");
+    el.classList.remove("chosen", "not-chosen");
+    el.querySelector(".text").textContent = "";
+    el.querySelector(".safety-mark").hidden = true;
+  }
 }
 
 function fetchNext(exclude) {
@@ -186,10 +203,22 @@ async function submit() {
     });
     localStorage.removeItem(draftKey(current.assignment));
     $("today-count").textContent = Number($("today-count").textContent) + 1;
-    await advance(upcoming);
+    if (flow) {
+      const rated = current;
+      const chosen = state.chosen === "left" ? rated.left : rated.right;
+      current = null;
+      flow.rated({ assignment: rated.assignment, turns: [...rated.context, { role: "assistant", content: chosen.text }] });
+    } else {
+      await advance(upcoming);
+    }
   } catch (e) {
     if (e instanceof ApiError && e.status === 410) {
       localStorage.removeItem(draftKey(current.assignment));
+      if (flow) {
+        current = null;
+        flow.expired(e.message);
+        return;
+      }
       setStatus(e.message);
       await advance(upcoming);
     } else {
@@ -203,6 +232,7 @@ async function submit() {
 
 for (const [slot, el] of Object.entries(slots)) {
   el.addEventListener("click", (event) => {
+    if (!current) return; // being sampled, or already rated
     const button = event.target.closest(".safety-mark button");
     if (button) {
       state.safety[slot] = button.dataset.safe === "true";
@@ -240,6 +270,7 @@ document.addEventListener("keydown", (event) => {
     }
     return;
   }
+  if (flow && flow.onKeydown(event)) return;
   if (document.querySelector("dialog[open]") || event.ctrlKey || event.metaKey || event.altKey) return;
   const key = event.key;
   if (key === "g" || key === "?") {
@@ -269,5 +300,23 @@ document.addEventListener("keydown", (event) => {
 $("guidelines-open").addEventListener("click", () => $("guidelines").showModal());
 $("keys-open").addEventListener("click", () => $("keys").showModal());
 
-setStatus("Loading your pair…");
-advance(fetchNext([]));
+const flow = writesPrompts
+  ? new PromptFlow({
+      batchId,
+      maxChars: Number(root.dataset.maxPromptChars),
+      hooks: {
+        showPair: show,
+        renderContext,
+        showPlaceholders,
+        setStatus,
+        fetchWaiting: () => fetchNext([]),
+      },
+    })
+  : null;
+
+if (flow) {
+  flow.start();
+} else {
+  setStatus("Loading your pair…");
+  advance(fetchNext([]));
+}

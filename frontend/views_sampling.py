@@ -1,0 +1,239 @@
+"""Sampling pages (researchers only): model variants and their versions, and each batch's pair policy,
+prompt-pool fill and generation jobs. Forms post here; the views validate input and call one service."""
+
+import re
+
+from django import forms
+from django.contrib import messages
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from annotation.models import Batch, Turn
+from config.exceptions import DomainError
+from sampling import selectors, services
+from sampling.models import Backend, ChatTemplate, GenerationJob, JobStatus, TemperatureMode
+from sampling.variant_backends import EMBEDDED_CHECKPOINT
+
+from .views import researcher_required
+
+BACKEND_CHOICES = [(Backend.TRANSFORMERS, Backend.TRANSFORMERS.label), (Backend.OPENAI, Backend.OPENAI.label)]
+
+
+class VariantForm(forms.Form):
+    name = forms.CharField(max_length=120, help_text="Versions share the name, e.g. llama2-70b-rlhf.")
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    backend = forms.ChoiceField(choices=BACKEND_CHOICES, widget=forms.RadioSelect, initial=Backend.TRANSFORMERS)
+    checkpoint_path = forms.CharField(
+        required=False,
+        max_length=500,
+        help_text=f"A checkpoint directory or .gguf file on the worker, or {EMBEDDED_CHECKPOINT}.",
+    )
+    base_url = forms.CharField(required=False, max_length=200, help_text="e.g. http://gpu-1:8000/v1")
+    api_model = forms.CharField(required=False, max_length=200, help_text="The `model` the endpoint serves.")
+    api_key_env = forms.CharField(
+        required=False, max_length=100, help_text="Name of the worker's environment variable holding the key."
+    )
+    system_prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), strip=False)
+    chat_template = forms.ChoiceField(choices=ChatTemplate.choices, initial=ChatTemplate.MODEL)
+    max_new_tokens = forms.IntegerField(min_value=1, max_value=services.MAX_NEW_TOKENS_LIMIT, initial=256)
+    top_p = forms.FloatField(min_value=0.01, max_value=1.0, initial=0.9)
+
+
+class VariantEditForm(VariantForm):
+    is_active = forms.BooleanField(required=False, help_text="Retired versions are not offered to pair policies.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        del self.fields["name"]
+
+
+class PolicyForm(forms.Form):
+    variants = forms.TypedMultipleChoiceField(coerce=int, widget=forms.CheckboxSelectMultiple)
+    temperature_mode = forms.ChoiceField(
+        choices=TemperatureMode.choices, widget=forms.RadioSelect, initial=TemperatureMode.SET
+    )
+    temperatures = forms.CharField(
+        initial="0.6, 0.8, 1.0",
+        help_text="A set, e.g. 0.6, 0.8, 1.0; or for a range the lowest and highest, e.g. 0.5, 1.2.",
+    )
+    max_new_tokens = forms.IntegerField(
+        required=False, min_value=1, max_value=services.MAX_NEW_TOKENS_LIMIT, help_text="Empty: each variant's own."
+    )
+    max_resample_attempts = forms.IntegerField(min_value=0, max_value=services.MAX_RESAMPLE_ATTEMPTS, initial=3)
+
+    def __init__(self, *args, variants, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["variants"].choices = [(v.pk, str(v)) for v in variants]
+
+    def clean_temperatures(self) -> list[float]:
+        try:
+            return [float(t) for t in re.split(r"[\s,;]+", self.cleaned_data["temperatures"].strip()) if t]
+        except ValueError:
+            raise forms.ValidationError("Write numbers separated by commas, e.g. 0.6, 0.8, 1.0.") from None
+
+
+class FillForm(forms.Form):
+    count = forms.IntegerField(min_value=1, initial=10)
+
+
+def _form_error(form: forms.Form, exc: DomainError) -> None:
+    form.add_error(exc.field if exc.field in form.fields else None, exc.detail)
+
+
+def _variant_values(data: dict) -> dict:
+    return {key: value for key, value in data.items() if key != "name"}
+
+
+@researcher_required
+def variants(request):
+    form = VariantForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            variant = services.variant_create(
+                created_by=request.user, name=form.cleaned_data["name"], **_variant_values(form.cleaned_data)
+            )
+        except DomainError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, f"Registered {variant}.")
+            return redirect("research-variant", variant_id=variant.pk)
+    rows = sorted(
+        selectors.variants_for(request.user).annotate(
+            n_policies=Count("pair_policies", filter=Q(pair_policies__batch__is_open=True), distinct=True)
+        ),
+        # Variants that sample first; those registered by comparison imports after them.
+        key=lambda v: (v.backend == Backend.EXTERNAL, v.name, -v.version),
+    )
+    return render(
+        request,
+        "frontend/sampling/variants.html",
+        {"variants": rows, "form": form, "embedded": EMBEDDED_CHECKPOINT},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@researcher_required
+def variant(request, variant_id: int):
+    current = get_object_or_404(selectors.variants_for(request.user), pk=variant_id)
+    initial = {name: getattr(current, name) for name in VariantEditForm.base_fields if hasattr(current, name)}
+    form = VariantEditForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        changes = {name: form.cleaned_data[name] for name in form.changed_data}
+        try:
+            change = services.variant_update(variant=current, updated_by=request.user, **changes)
+        except DomainError as exc:
+            _form_error(form, exc)
+        else:
+            if change.new_version:
+                messages.success(
+                    request,
+                    f"Generation settings changed, so this is a new version: {change.variant}. "
+                    f"v{current.version} is retired and keeps its responses; open batches now sample from the new one.",
+                )
+            else:
+                messages.success(request, "Saved.")
+            return redirect("research-variant", variant_id=change.variant.pk)
+    return render(
+        request,
+        "frontend/sampling/variant.html",
+        {
+            "variant": current,
+            "form": form,
+            "versions": selectors.variants_for(request.user).filter(name=current.name).order_by("-version"),
+            "policies": current.pair_policies.select_related("batch").order_by("-batch__week"),
+            "embedded": EMBEDDED_CHECKPOINT,
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@researcher_required
+def batch_sampling(request, batch_id: int):
+    batch = get_object_or_404(Batch, pk=batch_id)
+    policy = selectors.policy_for(batch)
+    offered = list(selectors.variants_for_policy())
+    if policy is not None:
+        offered += [v for v in policy.variants.all() if v not in offered]
+    initial = {"temperature_mode": TemperatureMode.SET, "temperatures": "0.6, 0.8, 1.0", "max_resample_attempts": 3}
+    if policy is not None:
+        initial = {
+            "variants": [v.pk for v in policy.variants.all()],
+            "temperature_mode": policy.temperature_mode,
+            "temperatures": ", ".join(f"{t:g}" for t in policy.temperatures),
+            "max_new_tokens": policy.max_new_tokens,
+            "max_resample_attempts": policy.max_resample_attempts,
+        }
+    form = PolicyForm(request.POST or None, initial=initial, variants=offered)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.pair_policy_set(
+                batch=batch,
+                variant_ids=data["variants"],
+                temperature_mode=data["temperature_mode"],
+                temperatures=data["temperatures"],
+                max_new_tokens=data["max_new_tokens"],
+                max_resample_attempts=data["max_resample_attempts"],
+                updated_by=request.user,
+            )
+        except DomainError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, "Pair policy saved: new pairs of this batch are sampled with it.")
+            return redirect("research-batch-sampling", batch_id=batch.pk)
+    prompt = Turn.objects.filter(dialogue=OuterRef("dialogue"), index=OuterRef("context_length") - 1)
+    jobs = (
+        GenerationJob.objects.filter(batch=batch)
+        .select_related("requested_by")
+        .annotate(prompt_text=Subquery(prompt.values("content")[:1]))
+        .order_by("-id")
+    )
+    return render(
+        request,
+        "frontend/sampling/batch.html",
+        {
+            "batch": batch,
+            "policy": policy,
+            "form": form,
+            "fill_form": FillForm(),
+            "unused_prompts": batch.prompts.filter(used_at__isnull=True).count(),
+            "jobs": jobs[:50],
+            "job_counts": dict(jobs.order_by().values_list("status").annotate(n=Count("id"))),
+            "statuses": JobStatus,
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@researcher_required
+@require_POST
+def batch_fill(request, batch_id: int):
+    batch = get_object_or_404(Batch, pk=batch_id)
+    form = FillForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give how many pairs to sample (at least 1).")
+    else:
+        try:
+            jobs = services.batch_fill_from_pool(
+                batch=batch, count=form.cleaned_data["count"], requested_by=request.user
+            )
+        except DomainError as exc:
+            messages.error(request, exc.detail)
+        else:
+            messages.success(request, f"Queued {len(jobs)} pair(s) on the sampling queue.")
+    return redirect(reverse("research-batch-sampling", kwargs={"batch_id": batch.pk}) + "#jobs")
+
+
+@researcher_required
+@require_POST
+def job_retry(request, job_id: int):
+    job = get_object_or_404(GenerationJob, pk=job_id)
+    try:
+        services.job_retry(user=request.user, job_id=job.pk)
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    else:
+        messages.success(request, f"Job {job.pk} queued again.")
+    return redirect(reverse("research-batch-sampling", kwargs={"batch_id": job.batch_id}) + "#jobs")
