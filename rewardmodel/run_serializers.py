@@ -1,0 +1,189 @@
+"""API shapes of base checkpoints, training runs, their curves and evaluations, and reward scoring.
+Validation of meaning lives in the services (rewardmodel.services.runs and .rewards)."""
+
+from django.conf import settings
+from django.urls import reverse
+from rest_framework import serializers
+
+from annotation.models import Focus
+
+from .models import BaseCheckpoint, MarginTable, ModelKind, RunEvaluation, RunMetric, Split, TrainingRun
+
+
+class BaseCheckpointSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BaseCheckpoint
+        fields = ["id", "name", "path", "kind", "description", "suggested_hyperparameters", "is_active", "created_at"]
+        read_only_fields = fields
+
+
+class BaseCheckpointCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    path = serializers.CharField(max_length=500)
+    kind = serializers.ChoiceField(choices=ModelKind.choices)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    suggested_hyperparameters = serializers.DictField(required=False, default=dict)
+
+
+class EvaluationSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RunEvaluation
+        fields = ["id", "dataset", "split", "status", "n", "accuracy"]
+        read_only_fields = fields
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    dataset_name = serializers.CharField(source="dataset.name", read_only=True)
+    base_checkpoint_name = serializers.CharField(source="base_checkpoint.name", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    percent = serializers.FloatField(read_only=True)
+    stale = serializers.SerializerMethodField(help_text="Running, but its worker stopped sending heartbeats.")
+    download_url = serializers.SerializerMethodField()
+    evaluations = EvaluationSummarySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "dataset",
+            "dataset_name",
+            "base_checkpoint",
+            "base_checkpoint_name",
+            "margin_table",
+            "hyperparameters",
+            "status",
+            "percent",
+            "step",
+            "total_steps",
+            "n_train_pairs",
+            "n_eval_pairs",
+            "loss",
+            "accuracy",
+            "learning_rate",
+            "tokens_per_second",
+            "eta_seconds",
+            "elapsed_seconds",
+            "last_checkpoint_step",
+            "output_path",
+            "download_url",
+            "metrics",
+            "evaluations",
+            "error",
+            "attempts",
+            "celery_task_id",
+            "worker",
+            "heartbeat_at",
+            "stale",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_stale(self, run: TrainingRun) -> bool:
+        from .run_selectors import is_stale
+
+        return is_stale(run, settings.PREFLAB_TRAINING_STALE_SECONDS)
+
+    def get_download_url(self, run: TrainingRun) -> str | None:
+        if not run.output_path or run.status not in ("succeeded", "cancelled"):
+            return None
+        path = reverse("training-run-download", kwargs={"pk": run.pk})
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+
+class TrainingRunCreateSerializer(serializers.Serializer):
+    dataset = serializers.IntegerField(help_text="A finished dataset build: its train split trains, test evaluates.")
+    base_checkpoint = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=Focus.choices, required=False, allow_null=True, default=None)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    margin_table = serializers.ChoiceField(
+        choices=MarginTable.choices, required=False, allow_null=True, default=None, help_text="Default: the dataset's."
+    )
+    hyperparameters = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text="TrainingConfig fields; the rest: the checkpoint's suggestions, then Llama 2's.",
+    )
+
+
+class RunMetricSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RunMetric
+        fields = ["step", "loss", "accuracy", "learning_rate", "grad_norm", "tokens_per_second", "elapsed_seconds"]
+        read_only_fields = fields
+
+
+class RunEvaluationSerializer(serializers.ModelSerializer):
+    dataset_name = serializers.CharField(source="dataset.name", read_only=True)
+    run_name = serializers.CharField(source="run.name", read_only=True)
+
+    class Meta:
+        model = RunEvaluation
+        fields = [
+            "id",
+            "run",
+            "run_name",
+            "dataset",
+            "dataset_name",
+            "split",
+            "status",
+            "n",
+            "accuracy",
+            "report",
+            "error",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class RunEvaluationCreateSerializer(serializers.Serializer):
+    run = serializers.IntegerField()
+    dataset = serializers.IntegerField()
+    split = serializers.ChoiceField(choices=Split.choices, default=Split.TEST)
+
+
+class MessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["system", "user", "assistant"])
+    content = serializers.CharField(trim_whitespace=False)
+
+
+class _DialogueSerializer(serializers.Serializer):
+    """The dialogue before the response: ``context`` as messages, or ``dialogue`` as a transcript
+    ("User: ..." / "Assistant: ..." lines; plain text is one user turn)."""
+
+    context = MessageSerializer(many=True, required=False)
+    dialogue = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+
+    def validate(self, attrs):
+        from .services.rewards import parse_dialogue
+
+        if not attrs.get("context"):
+            attrs["context"] = parse_dialogue(attrs.get("dialogue", ""))
+        return attrs
+
+
+class ScoreSerializer(_DialogueSerializer):
+    response = serializers.CharField(trim_whitespace=False)
+
+
+class HybridScoreSerializer(ScoreSerializer):
+    helpfulness_run = serializers.IntegerField()
+    safety_run = serializers.IntegerField()
+    is_safety_prompt = serializers.BooleanField(default=False)
+
+
+class BestOfKSerializer(_DialogueSerializer):
+    variant = serializers.IntegerField()
+    k = serializers.IntegerField(default=4)
+    run = serializers.IntegerField(help_text="The reward model (with safety_run: the helpfulness model).")
+    safety_run = serializers.IntegerField(required=False, allow_null=True, default=None)
+    is_safety_prompt = serializers.BooleanField(default=False)
+    temperature = serializers.FloatField(default=0.6)
+    max_new_tokens = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1)
+    seed = serializers.IntegerField(required=False, allow_null=True, default=None)

@@ -1,0 +1,225 @@
+"""Using trained reward models: score a (dialogue, response), Llama 2's hybrid reward over a
+helpfulness and a safety model, and a best-of-K preview (sample K responses from a model variant,
+rank them by reward: the rejection sampling of Llama 2, section 3.2.3, for one prompt).
+
+Models are loaded in this process through `rewardmodel.scoring.load_reward_model`, which keeps the
+two most recently used in memory: the helpfulness and the safety model that the hybrid needs.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+
+from config.exceptions import Conflict, DomainError, InvalidInput
+from sampling.models import SAMPLED_BACKENDS, ModelVariant
+
+from ..models import RunStatus, TrainingRun
+
+Message = dict[str, str]
+_ROLES = ("system", "user", "assistant")
+_TURN = re.compile(r"^(system|user|assistant)\s*:\s?", re.IGNORECASE)
+
+
+class SamplingFailed(DomainError):
+    status_code = 502
+    code = "sampling_failed"
+
+
+def parse_dialogue(text: str) -> list[Message]:
+    """Messages from a transcript: a line starting ``User:``, ``Assistant:`` or ``System:`` opens a
+    turn; text before any such line (or text with none) is one user turn."""
+    messages: list[Message] = []
+    for line in (text or "").replace("\r\n", "\n").split("\n"):
+        match = _TURN.match(line)
+        if match:
+            messages.append({"role": match.group(1).lower(), "content": line[match.end() :]})
+        elif messages:
+            messages[-1]["content"] += "\n" + line
+        elif line.strip():
+            messages.append({"role": "user", "content": line})
+    return [{"role": m["role"], "content": m["content"].strip()} for m in messages]
+
+
+def validate_context(context: Sequence[Any]) -> list[Message]:
+    """The dialogue before the response: messages with a known role and text, ending with a user turn."""
+    if not context:
+        raise InvalidInput("Give the dialogue: at least the user's prompt.", field="context")
+    messages = []
+    for index, message in enumerate(context):
+        if not isinstance(message, dict) or message.get("role") not in _ROLES:
+            raise InvalidInput(f"Message {index + 1} needs a role: system, user or assistant.", field="context")
+        content = message.get("content")
+        if not isinstance(content, str) or not content.strip():
+            raise InvalidInput(f"Message {index + 1} has no text.", field="context")
+        messages.append({"role": message["role"], "content": content})
+    if messages[-1]["role"] != "user":
+        raise InvalidInput("The dialogue must end with the user's turn that the response answers.", field="context")
+    return messages
+
+
+def _response(text: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput("Give the response to score.", field="response")
+    return text
+
+
+def _model(run: TrainingRun):
+    from sampling.variant_backends import configure_torch_threads
+
+    from ..scoring import load_reward_model
+
+    if run.status not in (RunStatus.SUCCEEDED, RunStatus.CANCELLED) or not run.output_path:
+        raise Conflict(f"Run {run.pk} ({run.name}) has no saved model yet.", field="run")
+    if not run.model_dir.is_dir():
+        raise Conflict(f"The model of run {run.pk} is no longer in storage.", field="run")
+    configure_torch_threads()
+    return load_reward_model(run.model_dir)
+
+
+def _rewards(run: TrainingRun, items: list[tuple[list[Message], str]]) -> list[float]:
+    from ..scoring import score_many
+
+    model, tokenizer = _model(run)
+    return score_many(model, tokenizer, items)
+
+
+def _check_pair(helpfulness_run: TrainingRun, safety_run: TrainingRun) -> None:
+    if helpfulness_run.kind != "helpfulness":
+        raise InvalidInput(f"{helpfulness_run.name} is a {helpfulness_run.kind} model.", field="helpfulness_run")
+    if safety_run.kind != "safety":
+        raise InvalidInput(f"{safety_run.name} is a {safety_run.kind} model.", field="safety_run")
+
+
+def _hybrid(helpful: float, safety: float, is_safety_prompt: bool) -> dict[str, Any]:
+    from ..scoring import SAFETY_THRESHOLD, hybrid_reward, sigmoid
+
+    safety_probability = sigmoid(safety)
+    if is_safety_prompt:
+        used, reason = "safety", "a safety prompt: the safety model decides"
+    elif safety_probability < SAFETY_THRESHOLD:
+        used, reason = "safety", f"safety score {safety_probability:.3f} < {SAFETY_THRESHOLD}: likely unsafe"
+    else:
+        used, reason = "helpfulness", f"safety score {safety_probability:.3f} ≥ {SAFETY_THRESHOLD}"
+    return {
+        "reward": hybrid_reward(helpful, safety, is_safety_prompt),
+        "used": used,
+        "reason": reason,
+        "helpfulness": {"reward": helpful, "probability": sigmoid(helpful)},
+        "safety": {"reward": safety, "probability": safety_probability},
+        "threshold": SAFETY_THRESHOLD,
+    }
+
+
+def reward_score(*, run: TrainingRun, context: Sequence[Any], response: str) -> dict[str, Any]:
+    """One model's reward: the raw scalar head output and its sigmoid (the scale the hybrid uses)."""
+    from ..scoring import sigmoid
+
+    messages, text = validate_context(context), _response(response)
+    reward = _rewards(run, [(messages, text)])[0]
+    return {"run": run.pk, "kind": run.kind, "reward": reward, "probability": sigmoid(reward)}
+
+
+def hybrid_score(
+    *,
+    helpfulness_run: TrainingRun,
+    safety_run: TrainingRun,
+    context: Sequence[Any],
+    response: str,
+    is_safety_prompt: bool = False,
+) -> dict[str, Any]:
+    """Llama 2's hybrid reward: the safety model's score for a safety prompt or when it is below
+    0.15, else the helpfulness model's (both as sigmoid probabilities)."""
+    _check_pair(helpfulness_run, safety_run)
+    messages, text = validate_context(context), _response(response)
+    helpful = _rewards(helpfulness_run, [(messages, text)])[0]
+    safety = _rewards(safety_run, [(messages, text)])[0]
+    return {
+        "helpfulness_run": helpfulness_run.pk,
+        "safety_run": safety_run.pk,
+        "is_safety_prompt": is_safety_prompt,
+        **_hybrid(helpful, safety, is_safety_prompt),
+    }
+
+
+def best_of_k(
+    *,
+    variant: ModelVariant,
+    context: Sequence[Any],
+    k: int,
+    run: TrainingRun,
+    safety_run: TrainingRun | None = None,
+    is_safety_prompt: bool = False,
+    temperature: float = 0.6,
+    max_new_tokens: int | None = None,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Sample ``k`` responses from ``variant`` in one batched call and rank them by reward, best first.
+
+    With ``safety_run`` the ranking uses the hybrid reward (``run`` is then the helpfulness model);
+    otherwise ``run``'s reward. Runs in the request, so ``k`` is capped (PREFLAB_BEST_OF_K_MAX).
+    """
+    from sampling.failures import failure_from_exception
+    from sampling.variant_backends import backend_for, request_for
+
+    from ..scoring import sigmoid
+
+    limit = settings.PREFLAB_BEST_OF_K_MAX
+    if not 1 <= k <= limit:
+        raise InvalidInput(f"K must be between 1 and {limit}.", field="k")
+    if not 0 <= temperature <= 2:
+        raise InvalidInput("The temperature must be between 0 and 2.", field="temperature")
+    if variant.backend not in SAMPLED_BACKENDS or not variant.is_active:
+        raise InvalidInput(f"{variant} cannot sample new responses.", field="variant")
+    if safety_run is not None:
+        _check_pair(run, safety_run)
+    messages = validate_context(context)
+    seed = random.SystemRandom().randrange(2**31) if seed is None else seed
+    try:
+        requests = [
+            request_for(variant, messages, temperature=temperature, seed=seed + i, max_new_tokens=max_new_tokens)
+            for i in range(k)
+        ]
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    started = time.perf_counter()
+    try:
+        results = backend_for(variant).generate_batch(requests)
+    except Exception as exc:
+        raise SamplingFailed(failure_from_exception(exc, variant=str(variant)).detail) from exc
+    sampled = time.perf_counter()
+    items = [(messages, result.text) for result in results]
+    rewards = _rewards(run, items)
+    candidates = []
+    if safety_run is not None:
+        safety_rewards = _rewards(safety_run, items)
+        for i, (helpful, safety) in enumerate(zip(rewards, safety_rewards, strict=True)):
+            candidates.append({"index": i, **_hybrid(helpful, safety, is_safety_prompt)})
+    else:
+        candidates = [{"index": i, "reward": sigmoid(r), "raw_reward": r} for i, r in enumerate(rewards)]
+    for candidate, request, result in zip(candidates, requests, results, strict=True):
+        candidate.update(
+            text=result.text,
+            seed=request.seed,
+            completion_tokens=result.completion_tokens,
+            finish_reason=result.finish_reason,
+        )
+    ranked = sorted(candidates, key=lambda c: c["reward"], reverse=True)
+    for rank, candidate in enumerate(ranked, start=1):
+        candidate["rank"] = rank
+    return {
+        "variant": variant.pk,
+        "variant_name": str(variant),
+        "k": k,
+        "temperature": temperature,
+        "seed": seed,
+        "ranking": "hybrid" if safety_run is not None else run.kind,
+        "candidates": ranked,
+        "sampling_seconds": sampled - started,
+        "scoring_seconds": time.perf_counter() - sampled,
+    }
