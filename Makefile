@@ -34,8 +34,9 @@ demo: setup migrate
 	$(PY) manage.py preflab_demo
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
+# The tests reuse the demo's converted model (var/models) instead of converting it again.
 test: setup browser
-	$(PY) -m pytest
+	PREFLAB_MODEL_CACHE=$${PREFLAB_MODEL_CACHE:-$(CURDIR)/var/models} $(PY) -m pytest
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -45,7 +46,9 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# TRL is a benchmark-only dependency (the reward-training comparison); it changes no pinned version.
 bench: setup
+	$(PIP) install --quiet -r requirements-bench.txt
 	$(PY) benchmarks/run_all.py
 
 worker: setup

@@ -131,5 +131,18 @@ def load_demo() -> dict:
         "Week 1 · safety", Focus.SAFETY, SAFETY_GUIDELINES, "demo_safety.jsonl", "demo_prompts_safety.jsonl"
     )
     raters = [u for u in users if u.username in ("annotator3", "annotator4", "annotator5")]
-    simulated = simulate_ratings(helpful, raters, pairs=6) + simulate_ratings(safety, raters, pairs=4)
-    return {"people": users, "batches": [helpful, safety], "simulated_ratings": simulated}
+    simulated = simulate_ratings(helpful, raters, pairs=20) + simulate_ratings(safety, raters, pairs=12)
+    from quizzes.demo import load_quiz_demo  # the selection quizzes that gate the safety batch
+
+    quizzes = load_quiz_demo(safety_batch=safety)
+    from rewardmodel.demo import load_dataset_demo  # open-source-style data for the dataset mixes
+
+    load_dataset_demo(created_by=User.objects.get(username="researcher"))
+    from rewardmodel.demo import load_reward_model_demo  # base checkpoints for reward-model runs
+
+    load_reward_model_demo(created_by=User.objects.get(username="researcher"))
+    from sampling.demo import load_sampling_demo  # variants on the embedded model, a batch of written prompts
+
+    sampled = load_sampling_demo(researcher=User.objects.get(username="researcher"), guidelines=HELPFULNESS_GUIDELINES)
+    batches = [helpful, safety, sampled["batch"]]
+    return {"people": users, "batches": batches, "simulated_ratings": simulated, "quizzes": quizzes}

@@ -6,13 +6,33 @@ from rest_framework.routers import DefaultRouter
 
 from accounts import apis as accounts_apis
 from annotation import apis as annotation_apis
+from quizzes import apis as quizzes_apis
+from rewardmodel import apis as rewardmodel_apis
+from rewardmodel import run_apis as reward_run_apis
+from sampling import apis as sampling_apis
 
 router = DefaultRouter()
 router.register("batches", annotation_apis.BatchViewSet, basename="batch")
 router.register("ratings", annotation_apis.RatingViewSet, basename="rating")
 router.register("comparisons", annotation_apis.ComparisonViewSet, basename="comparison")
+router.register("agreement-reports", annotation_apis.AgreementReportViewSet, basename="agreement-report")
 router.register("people", accounts_apis.PersonViewSet, basename="person")
 router.register("vendors", accounts_apis.VendorViewSet, basename="vendor")
+router.register("quizzes", quizzes_apis.QuizViewSet, basename="quiz")
+router.register("attempts", quizzes_apis.AttemptViewSet, basename="attempt")
+router.register("reviews", quizzes_apis.ReviewViewSet, basename="review")
+router.register("invitations", quizzes_apis.InvitationViewSet, basename="invitation")
+router.register("candidates", quizzes_apis.CandidateViewSet, basename="candidate")
+router.register("batch-requirements", quizzes_apis.BatchRequirementViewSet, basename="batch-requirement")
+router.register("dataset-builds", rewardmodel_apis.DatasetBuildViewSet, basename="dataset-build")
+router.register("dataset-exports", rewardmodel_apis.DatasetExportViewSet, basename="dataset-export")
+router.register("external-sources", rewardmodel_apis.ExternalSourceViewSet, basename="external-source")
+router.register("base-checkpoints", reward_run_apis.BaseCheckpointViewSet, basename="base-checkpoint")
+router.register("training-runs", reward_run_apis.TrainingRunViewSet, basename="training-run")
+router.register("run-evaluations", reward_run_apis.RunEvaluationViewSet, basename="run-evaluation")
+router.register("model-variants", sampling_apis.ModelVariantViewSet, basename="model-variant")
+router.register("pair-policies", sampling_apis.PairPolicyViewSet, basename="pair-policy")
+router.register("generation-jobs", sampling_apis.GenerationJobViewSet, basename="generation-job")
 
 api_urlpatterns = [
     path("", include(router.urls)),

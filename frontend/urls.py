@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import views, views_agreement, views_datasets, views_quizzes, views_rewardmodel, views_sampling
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -11,5 +11,66 @@ urlpatterns = [
     path("annotate/<int:batch_id>/", views.rate, name="rate"),
     path("research/", views.research_batches, name="research-batches"),
     path("research/batches/<int:batch_id>/", views.research_batch, name="research-batch"),
+    path("research/batches/<int:batch_id>/sampling/", views_sampling.batch_sampling, name="research-batch-sampling"),
+    path("research/batches/<int:batch_id>/sampling/fill/", views_sampling.batch_fill, name="research-batch-fill"),
+    path("research/sampling-jobs/<int:job_id>/retry/", views_sampling.job_retry, name="research-job-retry"),
+    path("research/models/", views_sampling.variants, name="research-variants"),
+    path("research/models/<int:variant_id>/", views_sampling.variant, name="research-variant"),
+    path("research/datasets/", views_datasets.datasets, name="research-datasets"),
+    path("research/datasets/import/", views_datasets.import_source, name="research-dataset-import"),
+    path("research/datasets/<int:build_id>/", views_datasets.dataset, name="research-dataset"),
+    path(
+        "research/datasets/exports/<int:export_id>/files/<str:name>",
+        views_datasets.export_file,
+        name="research-dataset-file",
+    ),
+    path("research/reward-models/", views_rewardmodel.runs_index, name="research-reward-models"),
+    path("research/reward-models/new/", views_rewardmodel.run_new, name="research-reward-model-new"),
+    path("research/reward-models/compare/", views_rewardmodel.runs_compare, name="research-reward-models-compare"),
+    path("research/reward-models/score/", views_rewardmodel.score, name="research-reward-score"),
+    path("research/reward-models/best-of-k/", views_rewardmodel.best_of_k, name="research-best-of-k"),
+    path(
+        "research/reward-models/checkpoints/",
+        views_rewardmodel.checkpoint_create,
+        name="research-base-checkpoint-create",
+    ),
+    path("research/reward-models/<int:run_id>/", views_rewardmodel.run_detail, name="research-reward-model"),
+    path("research/reward-models/<int:run_id>/curves/", views_rewardmodel.run_curves, name="research-run-curves"),
+    path("research/reward-models/<int:run_id>/cancel/", views_rewardmodel.run_cancel, name="research-run-cancel"),
+    path("research/reward-models/<int:run_id>/resume/", views_rewardmodel.run_resume, name="research-run-resume"),
+    path("research/reward-models/<int:run_id>/evaluate/", views_rewardmodel.run_evaluate, name="research-run-evaluate"),
+    path("research/reward-models/<int:run_id>/download/", views_rewardmodel.run_download, name="research-run-download"),
+    path("research/reward-models/<int:run_id>/curves.csv", views_rewardmodel.run_metrics_csv, name="research-run-csv"),
+    path(
+        "research/reward-models/evaluations/<int:evaluation_id>/<str:table>.csv",
+        views_rewardmodel.evaluation_csv,
+        name="research-evaluation-csv",
+    ),
     path("vendor/", views.vendor_people, name="vendor-people"),
+    path("quality/", views_agreement.quality_home, name="quality-home"),
+    path("quality/filter/", views_agreement.quality_filter, name="quality-filter"),
+    path("quality/batches/<int:batch_id>/", views_agreement.quality_batch, name="quality-batch"),
+    path(
+        "quality/batches/<int:batch_id>/recompute/",
+        views_agreement.quality_batch_recompute,
+        name="quality-batch-recompute",
+    ),
+    path(
+        "quality/batches/<int:batch_id>/promote-gold/",
+        views_agreement.quality_batch_promote_gold,
+        name="quality-batch-promote-gold",
+    ),
+    path("quality/reports/<int:report_id>/", views_agreement.quality_report, name="quality-report"),
+    path("quality/annotators/<int:annotator_id>/", views_agreement.quality_annotator, name="quality-annotator"),
+    path("quizzes/", views_quizzes.quiz_list, name="quiz-list"),
+    path("quizzes/<int:quiz_id>/start/", views_quizzes.quiz_start, name="quiz-start"),
+    path("quizzes/attempts/<int:attempt_id>/", views_quizzes.quiz_attempt, name="quiz-attempt"),
+    path("quizzes/manage/", views_quizzes.manage_quizzes, name="quiz-manage"),
+    path("quizzes/manage/<int:quiz_id>/", views_quizzes.manage_quiz, name="quiz-manage-detail"),
+    path("quizzes/manage/<int:quiz_id>/export/", views_quizzes.manage_quiz_export, name="quiz-manage-export"),
+    path("quizzes/manage/<int:quiz_id>/json/", views_quizzes.manage_quiz_json, name="quiz-manage-json"),
+    path("quizzes/reviews/", views_quizzes.review_queue, name="quiz-reviews"),
+    path("vendor/candidates/", views_quizzes.vendor_candidates, name="vendor-candidates"),
+    path("vendor/invitations.csv", views_quizzes.vendor_invitations_csv, name="vendor-invitations-csv"),
+    path("invite/<str:token>/", views_quizzes.invitation_accept, name="quiz-invitation-accept"),
 ]

@@ -121,3 +121,42 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1):
             return value
         time.sleep(interval)
     pytest.fail(f"condition not met within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory):
+    """Where the embedded model is converted: $PREFLAB_MODEL_CACHE (e.g. var/models, kept between
+    runs) when set, else a temporary folder removed afterwards (each conversion is 517 MB)."""
+    from pathlib import Path
+
+    if os.environ.get("PREFLAB_MODEL_CACHE"):
+        yield Path(os.environ["PREFLAB_MODEL_CACHE"])
+        return
+    cache = tmp_path_factory.mktemp("models")
+    yield cache
+    shutil.rmtree(cache, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def embedded_checkpoint(model_cache):
+    """SmolLM2-135M-Instruct converted once per test session (~20 s the first time) and shared."""
+    from sampling.embedded import ensure_embedded_checkpoint
+
+    return ensure_embedded_checkpoint(model_cache)
+
+
+@pytest.fixture
+def single_torch_thread(settings):
+    """Sampling on one torch thread: on a shared 2-core machine two threads spin-wait for each other."""
+    settings.PREFLAB_TORCH_THREADS = 1
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """On SQLite, test in a database file (WAL and a busy timeout, as the embedded default runs) rather
+    than Django's shared-cache in-memory database, where a writer locks whole tables and a reader
+    fails at once with "database table is locked": a training thread writing progress while the test
+    or the live server reads it would fail at random. One file per session, so sessions run side by side."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("database") / "test.sqlite3")

@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "annotation",
     "sampling",
     "rewardmodel",
+    "quizzes",
     "frontend",
 ]
 
@@ -81,4 +82,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("PREFLAB_LOG_LEVEL", "INFO")},
+    # Tasks run in-process in the embedded default: their per-task lines would drown the console.
+    "loggers": {
+        "celery.app.trace": {"level": env_str("PREFLAB_TASK_LOG_LEVEL", "WARNING")},
+        "annotation.agreement_services": {"level": env_str("PREFLAB_TASK_LOG_LEVEL", "WARNING")},
+    },
 }

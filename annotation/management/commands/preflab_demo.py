@@ -13,6 +13,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  batch {batch.name!r}: {batch.comparisons.count()} comparisons")
         if result["simulated_ratings"]:
             self.stdout.write(f"  {result['simulated_ratings']} simulated ratings so labels show up")
+        self.stdout.write(result["quizzes"]["summary"])
         self.stdout.write(f"\nLog in at http://127.0.0.1:8000/ with (password for all: {DEMO_PASSWORD}):")
         for user in result["people"]:
             vendor = f" ({user.vendor})" if user.vendor else ""
