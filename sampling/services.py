@@ -19,7 +19,6 @@ import os
 import random
 import re
 import socket
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import OperationalError, connection, connections, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -47,6 +46,7 @@ from annotation.models import (
     Turn,
 )
 from config.exceptions import Conflict, InvalidInput, NotAllowed, NotFound
+from config.heartbeat import Heartbeat
 
 from . import dispatch
 from .backends import EndpointFailure, GenerationRequest, GenerationResult, ModelUnavailable, SamplingError
@@ -642,7 +642,7 @@ def generation_run(*, job_ids: list[int], now=None) -> RunSummary:
     skipped = sorted(unclaimed - set(busy))
     if not jobs:
         return RunSummary(done=[], failed=[], skipped=skipped, busy=busy)
-    with _Heartbeat([job.pk for job in jobs]):
+    with _heartbeat([job.pk for job in jobs]):
         plans = [_plan(job) for job in jobs]
         _sample(plans)
     done, failed = [], []
@@ -718,40 +718,18 @@ def _this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class _Heartbeat:
-    """Touch the jobs' heartbeat from a side thread while they are sampled, so that a job whose
-    worker died can be told from one that is merely slow."""
-
-    def __init__(self, job_ids: list[int]) -> None:
-        self.job_ids = job_ids
-        self.interval = settings.PREFLAB_SAMPLING_HEARTBEAT_SECONDS
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> _Heartbeat:
-        if self.interval > 0:
-            self._thread = threading.Thread(target=self._beat, name="preflab-heartbeat", daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _beat(self) -> None:
-        try:
-            while not self._stop.wait(self.interval):
-                try:
-                    _when_unlocked(
-                        lambda: GenerationJob.objects.filter(pk__in=self.job_ids, status=JobStatus.RUNNING).update(
-                            heartbeat_at=timezone.now()
-                        )
-                    )
-                except Exception:
-                    logger.warning("could not write the heartbeat of jobs %s", self.job_ids, exc_info=True)
-        finally:
-            connections.close_all()
+def _heartbeat(job_ids: list[int]) -> Heartbeat:
+    """Touch the jobs' heartbeat while they are sampled."""
+    return Heartbeat(
+        lambda: _when_unlocked(
+            lambda: GenerationJob.objects.filter(pk__in=job_ids, status=JobStatus.RUNNING).update(
+                heartbeat_at=timezone.now()
+            )
+        ),
+        interval=settings.PREFLAB_SAMPLING_HEARTBEAT_SECONDS,
+        name="preflab-heartbeat",
+        what=f"jobs {job_ids}",
+    )
 
 
 def _messages(job: GenerationJob) -> list[Message]:

@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from accounts.models import User
 from annotation.models import Focus
 from config import dispatch
 from config.exceptions import Conflict, DomainError, InvalidInput, NotFound
+from config.heartbeat import Heartbeat
 from sampling.variant_backends import EMBEDDED_CHECKPOINT
 
 from .. import pairs, run_selectors
@@ -462,7 +462,7 @@ def _train(run: TrainingRun, attempt: int) -> None:
     mine = TrainingRun.objects.filter(pk=run.pk, attempts=attempt, status__in=ACTIVE)
     mine.update(n_train_pairs=len(train), n_eval_pairs=len(held_out))
     progress = _Progress(run.pk, attempt)
-    with _Heartbeat(run.pk, attempt):
+    with _heartbeat(run.pk, attempt):
         result = train_reward_model(
             training_config(run),
             base,
@@ -582,39 +582,19 @@ class _Progress:
         return self.stopped
 
 
-class _Heartbeat:
-    """Touch the run's heartbeat from a side thread while it trains, however long a step takes, so a
-    run whose worker died can be told from one that is merely slow."""
-
-    def __init__(self, run_id: int, attempt: int) -> None:
-        self.run_id, self.attempt = run_id, attempt
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> _Heartbeat:
-        # Inside a transaction (a test) another connection would wait on the caller's lock; the
-        # progress writes, on the caller's connection, carry the heartbeat then.
-        if settings.PREFLAB_TRAINING_HEARTBEAT_SECONDS > 0 and not connections["default"].in_atomic_block:
-            self._thread = threading.Thread(target=self._beat, name="preflab-training-heartbeat", daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _beat(self) -> None:
-        try:
-            while not self._stop.wait(settings.PREFLAB_TRAINING_HEARTBEAT_SECONDS):
-                try:
-                    TrainingRun.objects.filter(pk=self.run_id, attempts=self.attempt, status__in=ACTIVE).update(
-                        heartbeat_at=timezone.now()
-                    )
-                except Exception:
-                    logger.warning("could not write the heartbeat of training run %s", self.run_id, exc_info=True)
-        finally:
-            connections.close_all()
+def _heartbeat(run_id: int, attempt: int) -> Heartbeat:
+    """Touch the run's heartbeat while it trains, however long a step takes."""
+    # Inside a transaction (a test) another connection would wait on the caller's lock; the
+    # progress writes, on the caller's connection, carry the heartbeat then.
+    in_transaction = connections["default"].in_atomic_block
+    return Heartbeat(
+        lambda: TrainingRun.objects.filter(pk=run_id, attempts=attempt, status__in=ACTIVE).update(
+            heartbeat_at=timezone.now()
+        ),
+        interval=0 if in_transaction else settings.PREFLAB_TRAINING_HEARTBEAT_SECONDS,
+        name="preflab-training-heartbeat",
+        what=f"training run {run_id}",
+    )
 
 
 # --- evaluations on held-out splits -------------------------------------------------------------
