@@ -4,7 +4,6 @@ import csv
 import io
 
 import pytest
-from rest_framework.test import APIClient
 
 from annotation import agreement_services, services
 from annotation.models import AgreementReport, Comparison, ReportScope
@@ -16,14 +15,9 @@ from tests.factories import (
     VendorFactory,
     VendorManagerFactory,
 )
+from tests.helpers import client_for
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def rows_of(response) -> list[dict]:

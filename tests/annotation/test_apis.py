@@ -13,14 +13,9 @@ from tests.factories import (
     VendorFactory,
     VendorManagerFactory,
 )
+from tests.helpers import client_for
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def test_annotator_flow_never_reveals_model_names():

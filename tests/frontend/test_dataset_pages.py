@@ -8,6 +8,7 @@ from django.test import Client
 
 from rewardmodel.models import DatasetBuild, DatasetExport, ExternalSource
 from tests.factories import AnnotatorFactory, BatchFactory, UserFactory
+from tests.helpers import log_in
 from tests.rewardmodel.labelled import jsonl_file, labelled
 
 pytestmark = pytest.mark.django_db
@@ -16,13 +17,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def media(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path / "media")
-
-
-def log_in(page, live_server, username):
-    page.goto(f"{live_server.url}/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "pw-for-tests")
-    page.click("button[type=submit]")
 
 
 @pytest.mark.browser

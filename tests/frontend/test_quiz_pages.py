@@ -7,6 +7,7 @@ from quizzes import clock as quiz_clock
 from quizzes import services
 from quizzes.models import Answer, Attempt, AttemptStatus, Question, Review, SectionStatus
 from tests.factories import AnnotatorFactory, UserFactory
+from tests.helpers import log_in
 from tests.quizzes.conftest import SECRET_RUBRIC, right_answer, small_quiz_document
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -15,14 +16,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def log_in(page, live_server, username):
-    page.goto(f"{live_server.url}/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "pw-for-tests")
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
 
 
 def test_candidate_takes_a_timed_section_and_the_server_closes_it(page, live_server):

@@ -4,15 +4,9 @@ import pytest
 
 from annotation.models import Rating
 from tests.factories import AnnotatorFactory, BatchFactory, ComparisonFactory
+from tests.helpers import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def log_in(page, live_server, username):
-    page.goto(f"{live_server.url}/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "pw-for-tests")
-    page.click("button[type=submit]")
 
 
 def test_annotator_rates_two_pairs_by_keyboard(page, live_server):

@@ -13,17 +13,11 @@ from rewardmodel.models import BaseCheckpoint, RunMetric, TrainingRun
 from rewardmodel.services import runs
 from sampling import services as sampling_services
 from tests.factories import AnnotatorFactory, UserFactory, VendorManagerFactory
+from tests.helpers import log_in
 from tests.rewardmodel.conftest import fake_server_process, server, training_queue, training_settings  # noqa: F401
 from tests.rewardmodel.runs import TINY, minilm_checkpoint, polite_batch, tiny_dataset
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("training_settings")]
-
-
-def log_in(page, live_server, username):
-    page.goto(f"{live_server.url}/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "pw-for-tests")
-    page.click("button[type=submit]")
 
 
 def fill_tiny(page, **overrides):

@@ -16,16 +16,11 @@ from tests.factories import (
     UserFactory,
     VendorManagerFactory,
 )
+from tests.helpers import client_for
 
 from .conftest import SECRET_OPTION, SECRET_RUBRIC, right_answer, small_quiz_document
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def take_auto_section(api, attempt_id, *, correct=True):

@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from rewardmodel.models import DatasetBuild, DatasetExport, ExternalComparison, ExternalSource
 from tests.factories import AnnotatorFactory, BatchFactory, UserFactory, VendorManagerFactory
+from tests.helpers import client_for
 
 from .labelled import jsonl_file, labelled, trl_records
 
@@ -23,12 +24,6 @@ HH = {
 @pytest.fixture(autouse=True)
 def media(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path / "media")
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import zipfile
 
 import pytest
 import torch
-from rest_framework.test import APIClient
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from rewardmodel.models import RunStatus, TrainingRun
@@ -14,6 +13,7 @@ from rewardmodel.services import runs
 from rewardmodel.tasks import evaluate_reward_model, train_reward_model_run
 from sampling import services as sampling_services
 from tests.factories import AnnotatorFactory, UserFactory, VendorManagerFactory
+from tests.helpers import client_for
 
 from .runs import TINY, minilm_checkpoint, polite_batch, tiny_dataset
 
@@ -22,12 +22,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("training_settings"
 PROMPT = "How do I bake bread?"
 POLITE = "Certainly! Mix flour, water, salt and yeast, let it rise, then bake it hot."
 RUDE = "Ugh, obviously mix flour, water, salt and yeast. Stop asking."
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 @pytest.fixture

@@ -4,20 +4,14 @@ own jobs and never see a model's name."""
 import json
 
 import pytest
-from rest_framework.test import APIClient
 
 from annotation.models import Assignment, Prompt
 from sampling.models import GenerationJob, ModelVariant
 from tests.factories import AnnotatorFactory, BatchFactory, UserFactory
+from tests.helpers import client_for
 from tests.sampling.conftest import prompt_batch
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 @pytest.fixture
