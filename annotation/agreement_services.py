@@ -3,11 +3,14 @@
 Nothing here runs inside a rating request. `rating_submit` calls `agreement_recompute_request`
 after its transaction commits, when a comparison has just become complete or a quality check was
 answered. The request is debounced by one conditional UPDATE of the batch row
-(`agreement_requested_at` from NULL to now): only the caller that flips it enqueues
-`annotation.tasks.recompute_agreement` on the default queue, and the recompute sets it back to NULL
-*before* it reads the ratings, so a rating that lands during a run queues the next run and none is
-lost. A flag older than PREFLAB_AGREEMENT_PENDING_MINUTES (a lost message, a dead worker) no longer
-blocks a new request.
+(`agreement_requested_at` from NULL to now): only the caller that flips it sends
+`annotation.recompute_agreement` to the default queue, and the recompute sets it back to NULL
+*before* it reads the ratings, so a rating that lands during a run queues the next run.
+
+The database stays the truth: the reconciler (core.jobs) asks again for every batch whose report is
+older than its newest rating (`agreement_reconcile`), so a lost message, a broker outage, a dead
+worker or a recompute that failed once only delay a report. A request older than
+PREFLAB_JOBS_RESEND_SECONDS no longer blocks a new one.
 
 Filter reports (any batches, focus, vendor and week range) are computed by a task too: a focus
 over every week can hold millions of ratings, too many to read within a request. The same filter
@@ -23,11 +26,12 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import BooleanField, Case, F, Q, QuerySet, Value, When
+from django.db.models import BooleanField, Case, F, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
 from accounts.models import User, Vendor
 from config.exceptions import InvalidInput, NotAllowed, NotFound
+from core import jobs
 
 from . import reliability
 from .models import AgreementReport, AnnotatorQuality, Batch, Focus, Rating, ReportScope, ReportStatus
@@ -50,17 +54,19 @@ _RATING_COLUMNS = (
 )
 
 
+FILTER_REPORT = "annotation.filter_report"
+
+
 def _pending_expiry() -> timedelta:
-    return timedelta(minutes=settings.PREFLAB_AGREEMENT_PENDING_MINUTES)
+    return timedelta(seconds=settings.PREFLAB_JOBS_RESEND_SECONDS)
 
 
 def agreement_recompute_request(*, batch_id: int, force: bool = False, now=None) -> bool:
-    """Queue a recompute of the batch's agreement unless one is already queued. True if queued.
+    """Queue a recompute of the batch's agreement unless one is already queued. True if asked.
 
-    `force` (a researcher's "recompute now") queues one even when another is pending.
+    `force` (a researcher's "recompute now") asks even when another request is pending. A broker
+    that does not answer is logged, never raised: the reconciler asks again when it is back.
     """
-    from .tasks import recompute_agreement
-
     now = now or timezone.now()
     batches = Batch.objects.filter(pk=batch_id)
     if not force:
@@ -69,13 +75,50 @@ def agreement_recompute_request(*, batch_id: int, force: bool = False, now=None)
         )
     if not batches.update(agreement_requested_at=now):
         return False
-    try:
-        recompute_agreement.delay(batch_id)
-    except Exception:
-        # The broker refused: leave nothing pending, so the next completed comparison tries again.
-        Batch.objects.filter(pk=batch_id, agreement_requested_at=now).update(agreement_requested_at=None)
-        raise
+    jobs.send_task("annotation.recompute_agreement", [batch_id], queue="default")
     return True
+
+
+def agreement_reconcile(now=None) -> list[int]:
+    """Reconcile step: ask for a recompute of every batch whose report is older than its newest
+    rating (or that has ratings and no report), unless a request is pending.
+
+    A rating is stamped when its row is written, a little before it commits; a report that started
+    reading in between would miss it, so ratings up to PREFLAB_AGREEMENT_SLACK_SECONDS older than
+    the report count as newer. That costs at most a recompute or two after the last rating.
+    """
+    now = now or timezone.now()
+    slack = timedelta(seconds=settings.PREFLAB_AGREEMENT_SLACK_SECONDS)
+    report_time = AgreementReport.objects.filter(batch=OuterRef("pk"), scope=ReportScope.BATCH).values("computed_at")[
+        :1
+    ]
+    candidates = Batch.objects.filter(
+        Q(agreement_requested_at__isnull=True) | Q(agreement_requested_at__lt=now - _pending_expiry())
+    ).annotate(report_at=Subquery(report_time))
+    asked = []
+    for batch_id, report_at in candidates.values_list("pk", "report_at"):
+        ratings = Rating.objects.filter(comparison__batch_id=batch_id)
+        if report_at is not None:
+            ratings = ratings.filter(created_at__gte=report_at - slack)
+        if ratings.exists() and agreement_recompute_request(batch_id=batch_id, now=now):
+            asked.append(batch_id)
+    return asked
+
+
+def register_background_work() -> None:
+    """Filter reports are core.jobs work; batch reports are kept current by `agreement_reconcile`."""
+    jobs.register(
+        jobs.JobKind(
+            name=FILTER_REPORT,
+            rows=lambda: AgreementReport.objects.filter(scope=ReportScope.FILTER),
+            task="annotation.compute_agreement_report",
+            queue="default",
+            stale_seconds=lambda: settings.PREFLAB_JOBS_STALE_SECONDS,
+            queued=ReportStatus.PENDING,
+            running=(),
+        )
+    )
+    jobs.register_step("annotation.agreement", agreement_reconcile)
 
 
 def rating_table(ratings: QuerySet[Rating]) -> reliability.RatingTable:
@@ -202,21 +245,8 @@ def agreement_report_request(
             report.requested_at = now
             report.requested_by = requested_by
             report.save(update_fields=["status", "requested_at", "requested_by"])
-        transaction.on_commit(lambda: _enqueue_report(report.pk))
+        jobs.enqueue(FILTER_REPORT, [report.pk])
     return report
-
-
-def _enqueue_report(report_id: int) -> None:
-    from .tasks import compute_agreement_report
-
-    try:
-        compute_agreement_report.delay(report_id)
-    except Exception:
-        # The broker refused: say so on the report instead of leaving it queued for ever.
-        logger.exception("Could not queue agreement report %s", report_id)
-        AgreementReport.objects.filter(pk=report_id, status=ReportStatus.PENDING).update(
-            status=ReportStatus.FAILED, error="The task queue did not answer; ask for the report again."
-        )
 
 
 def agreement_report_compute(*, report_id: int, now=None) -> AgreementReport:

@@ -145,4 +145,5 @@ def load_demo() -> dict:
 
     sampled = load_sampling_demo(researcher=User.objects.get(username="researcher"), guidelines=HELPFULNESS_GUIDELINES)
     batches = [helpful, safety, sampled["batch"]]
-    return {"people": users, "batches": batches, "simulated_ratings": simulated, "quizzes": quizzes}
+    people = users + [u for u in quizzes["people"] if u not in users]  # the invited candidates too
+    return {"people": people, "batches": batches, "simulated_ratings": simulated, "quizzes": quizzes}

@@ -5,6 +5,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from core.models import BackgroundWork
+
 # Gold items and repeats check the annotators; most of each queue stays real work.
 MAX_CHECK_RATE = 0.5
 
@@ -277,7 +279,11 @@ class Rating(models.Model):
             models.UniqueConstraint(fields=["comparison", "annotator"], name="one_rating_per_annotator"),
             models.UniqueConstraint(fields=["annotator", "idempotency_key"], name="unique_rating_idempotency_key"),
         ]
-        indexes = [models.Index(fields=["annotator", "created_at"], name="rating_by_annotator_time")]
+        indexes = [
+            models.Index(fields=["annotator", "created_at"], name="rating_by_annotator_time"),
+            # The reconciler looks for ratings newer than a batch's agreement report.
+            models.Index(fields=["created_at"], name="rating_by_time"),
+        ]
 
     def __str__(self) -> str:
         return f"rating {self.pk}"
@@ -299,7 +305,7 @@ class ReportStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class AgreementReport(models.Model):
+class AgreementReport(BackgroundWork):
     """Inter-rater agreement and aggregation figures over a set of ratings, computed by a task.
 
     `metrics` holds what annotation.reliability.measure_agreement returns (coefficients with their

@@ -261,7 +261,8 @@ def report_freshness(report: AgreementReport, *, now=None) -> dict:
         pending = report.status == ReportStatus.PENDING
     else:
         requested = Batch.objects.filter(pk=report.batch_id).values_list("agreement_requested_at", flat=True).first()
-        expiry = timedelta(minutes=settings.PREFLAB_AGREEMENT_PENDING_MINUTES)
+        # A request is followed by a recompute within the resend window, or asked for again.
+        expiry = timedelta(seconds=settings.PREFLAB_JOBS_RESEND_SECONDS)
         pending = requested is not None and requested > now - expiry
     return {
         "ratings_now": ratings_now,

@@ -1,4 +1,5 @@
-"""The Celery application; configuration lives in config.settings.celery (CELERY_* names)."""
+"""The Celery application; configuration lives in config.settings.celery (CELERY_* names), tasks
+in each app's tasks.py with explicit names and queues (core.jobs.job_task)."""
 
 import os
 

@@ -173,7 +173,6 @@ class BestOfKForm(forms.Form):
 
 @researcher_required
 def runs_index(request):
-    runs.runs_recover_in_process()  # the embedded default after a restart: queued runs were in memory
     all_runs = run_selectors.runs_for(request.user).prefetch_related("evaluations")
     for run in all_runs:
         run.own_evaluation = next((e for e in run.evaluations.all() if e.dataset_id == run.dataset_id), None)
@@ -271,7 +270,6 @@ def _curves(run) -> dict[str, str]:
 
 @researcher_required
 def run_detail(request, run_id: int):
-    runs.runs_recover_in_process()
     run = get_object_or_404(run_selectors.runs_for(request.user), pk=run_id)
     evaluations = sorted(run.evaluations.select_related("dataset"), key=lambda e: e.dataset_id != run.dataset_id)
     stale = run_selectors.is_stale(run, settings.PREFLAB_TRAINING_STALE_SECONDS)

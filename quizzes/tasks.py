@@ -1,12 +1,12 @@
-"""Celery tasks of the quizzes app: take ids (or nothing), call one service."""
+"""Celery tasks of the quizzes app."""
 
-from celery import shared_task
+from core.jobs import job_task
+
+from . import services
 
 
-@shared_task(acks_late=True)
+@job_task(name="quizzes.expire_overdue_sections", queue="default")
 def expire_overdue_sections() -> int:
-    """Close the sections whose time ran out, for candidates who never came back (run it every minute
-    from celery beat; pages and the review queue also do it on read)."""
-    from .services import attempts_expire_overdue
-
-    return attempts_expire_overdue()
+    """Close the sections whose time ran out, for candidates who never came back (the reconciler
+    does the same on every pass)."""
+    return services.attempts_expire_overdue()

@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models import Q
 
 from annotation.models import Batch, Comparison, Focus, Response
+from core.models import BackgroundWork
 
 
 class JobStatus(models.TextChoices):
@@ -114,7 +115,7 @@ class ExternalComparison(models.Model):
         return f"{self.source} row {self.row}"
 
 
-class DatasetBuild(models.Model):
+class DatasetBuild(BackgroundWork):
     """A dataset built from a selection of labels, with a mix, a margin table and held-out test sets."""
 
     name = models.CharField(max_length=200)
@@ -219,7 +220,7 @@ class DatasetPair(models.Model):
         return f"pair {self.pk} of build {self.build_id}"
 
 
-class DatasetExport(models.Model):
+class DatasetExport(BackgroundWork):
     """A build written out in one format: data files and a manifest under MEDIA_ROOT/exports/<id>/."""
 
     build = models.ForeignKey(DatasetBuild, on_delete=models.CASCADE, related_name="exports")
@@ -305,7 +306,7 @@ class RunStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class TrainingRun(models.Model):
+class TrainingRun(BackgroundWork):
     """One reward model trained on a dataset's training split and evaluated on its held-out split.
 
     The row is the job's state: the task claims it by moving it to running (or taking over a
@@ -339,8 +340,6 @@ class TrainingRun(models.Model):
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Deliveries that claimed the run.")
     celery_task_id = models.CharField(max_length=255, blank=True)
-    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the process that ran it last.")
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -400,7 +399,7 @@ class RunMetric(models.Model):
         return f"step {self.step} of run {self.run_id}"
 
 
-class RunEvaluation(models.Model):
+class RunEvaluation(BackgroundWork):
     """A reward model's accuracy on a dataset's held-out split (rewardmodel.evaluation.evaluation_report).
 
     Every run that finishes is evaluated on its own dataset's test split; a run can also be evaluated
@@ -415,10 +414,12 @@ class RunEvaluation(models.Model):
     accuracy = models.FloatField(null=True, blank=True)
     report = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

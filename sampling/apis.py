@@ -127,10 +127,6 @@ class GenerationJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
             return [IsAnnotator()]
         return super().get_permissions()
 
-    def retrieve(self, request: Request, pk=None) -> Response:
-        job = services.job_check(job=self.get_object())
-        return Response(self.get_serializer(job).data)
-
     @extend_schema(request=PromptSubmitSerializer, responses={202: AnnotatorJobSerializer})
     def create(self, request: Request) -> Response:
         """Submit a prompt (or, with `continues`, the next user turn after rating that pair)."""
@@ -170,4 +166,4 @@ class GenerationJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         job = selectors.job_current_for(request.user, batch)
         if job is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(AnnotatorJobSerializer(services.job_check(job=job)).data)
+        return Response(AnnotatorJobSerializer(job).data)

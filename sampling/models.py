@@ -5,6 +5,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from core.models import BackgroundWork
+
 
 class Backend(models.TextChoices):
     TRANSFORMERS = "transformers", "Local checkpoint (transformers)"
@@ -122,7 +124,7 @@ class FailureCode(models.TextChoices):
     INTERNAL = "internal", "Unexpected error"
 
 
-class GenerationJob(models.Model):
+class GenerationJob(BackgroundWork):
     """One pair to sample for a dialogue at its last user turn, and what became of it.
 
     Tasks carry job ids; the job row makes a second delivery harmless (a job that is done is
@@ -144,7 +146,6 @@ class GenerationJob(models.Model):
     policy = models.JSONField(default=dict, help_text="The pair policy as it was when the job was queued.")
     seed = models.BigIntegerField(help_text="Seeds the choice of variants, temperatures and sampling seeds.")
     attempts = models.PositiveSmallIntegerField(default=0)
-    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the process that ran it last.")
     error_code = models.CharField(max_length=20, choices=FailureCode.choices, blank=True)
     error_detail = models.TextField(blank=True, help_text="What went wrong, for researchers (names models).")
     error_message = models.TextField(blank=True, help_text="What went wrong, as the annotator is told.")
@@ -153,7 +154,6 @@ class GenerationJob(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

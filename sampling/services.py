@@ -3,8 +3,8 @@ that turn a prompt into a comparison.
 
 A prompt becomes a pair in three steps. (1) `prompt_submit`, `dialogue_continue` or
 `batch_fill_from_pool` validate the text and write, in one transaction, the dialogue's new turns
-and a queued GenerationJob holding a snapshot of the batch's pair policy; the job is dispatched
-after commit (`sampling.dispatch`). (2) `generation_run`, on a worker, claims its jobs and other
+and a queued GenerationJob holding a snapshot of the batch's pair policy; the job is sent to the
+sampling queue after commit (`core.jobs.enqueue`). (2) `generation_run`, on a worker, claims its jobs and other
 waiting ones, draws two variants and two temperatures per job from the job's seed, and samples
 every response with one batched call per backend, sampling a side again while the two texts are
 identical. (3) Each job's two Responses, its Comparison and, for an annotator-written prompt, the
@@ -15,21 +15,17 @@ crash at any point leaves a queued, running or failed job and never half a pair.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
-import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -46,9 +42,8 @@ from annotation.models import (
     Turn,
 )
 from config.exceptions import Conflict, InvalidInput, NotAllowed, NotFound
-from config.heartbeat import Heartbeat
+from core import jobs
 
-from . import dispatch
 from .backends import EndpointFailure, GenerationRequest, GenerationResult, ModelUnavailable, SamplingError
 from .failures import Failure, failure, failure_from_exception
 from .models import (
@@ -379,7 +374,7 @@ def prompt_submit(*, annotator: User, batch: Batch, text: str) -> GenerationJob:
         dialogue = Dialogue.objects.create(batch=batch, created_by=annotator)
         Turn.objects.create(dialogue=dialogue, index=0, role=Turn.Role.USER, content=text)
         job = _job_create(batch=batch, dialogue=dialogue, context_length=1, policy=policy, requested_by=annotator)
-        dispatch.enqueue([job.pk])
+        jobs.enqueue(GENERATION, [job.pk])
     return job
 
 
@@ -430,7 +425,7 @@ def dialogue_continue(*, annotator: User, assignment_id: int, text: str) -> Gene
             policy=policy,
             requested_by=annotator,
         )
-        dispatch.enqueue([job.pk])
+        jobs.enqueue(GENERATION, [job.pk])
     return job
 
 
@@ -451,12 +446,12 @@ def batch_fill_from_pool(*, batch: Batch, count: int, requested_by: User | None)
         )
         if not prompts:
             raise Conflict("Every prompt of this batch's pool has a pair or is being sampled.", field="count")
-        jobs = []
+        created = []
         for prompt in prompts:
             text = prompt_text_validate(prompt.text, field="prompts")
             dialogue = Dialogue.objects.create(batch=batch, created_by=requested_by)
             Turn.objects.create(dialogue=dialogue, index=0, role=Turn.Role.USER, content=text)
-            jobs.append(
+            created.append(
                 _job_create(
                     batch=batch,
                     dialogue=dialogue,
@@ -466,8 +461,8 @@ def batch_fill_from_pool(*, batch: Batch, count: int, requested_by: User | None)
                     prompt=prompt,
                 )
             )
-        dispatch.enqueue([job.pk for job in jobs])
-    return jobs
+        jobs.enqueue(GENERATION, [job.pk for job in created])
+    return created
 
 
 def job_retry(*, user: User, job_id: int) -> GenerationJob:
@@ -487,22 +482,22 @@ def job_retry(*, user: User, job_id: int) -> GenerationJob:
             heartbeat_at=None,
             finished_at=None,
         )
-        dispatch.enqueue([job.pk])
+        jobs.enqueue(GENERATION, [job.pk])
     job.refresh_from_db()
     return job
 
 
-def _stale_before(now) -> Any:
-    return now - timedelta(seconds=settings.PREFLAB_SAMPLING_STALE_SECONDS)
-
-
-def _interrupted(job: GenerationJob) -> Failure:
-    return failure(
+def _interrupted_fields(job: GenerationJob) -> dict[str, str]:
+    """What a job that lost its worker after its last attempt says (core.jobs gives up on it)."""
+    outcome = failure(
         FailureCode.INTERRUPTED,
         f"No heartbeat from the worker since {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC after attempt "
         f"{job.attempts} of {settings.PREFLAB_SAMPLING_MAX_ATTEMPTS}: it was killed, restarted or ran out "
-        "of memory. Nothing of this pair was written.",
+        "of memory. Nothing of this pair was written."
+        if job.heartbeat_at
+        else f"The worker stopped before its first heartbeat, after attempt {job.attempts}.",
     )
+    return {"error_code": outcome.code, "error_detail": outcome.detail, "error_message": outcome.message}
 
 
 def _mark_failed(job_id: int, outcome: Failure, now, **conditions: Any) -> bool:
@@ -517,52 +512,43 @@ def _mark_failed(job_id: int, outcome: Failure, now, **conditions: Any) -> bool:
     )
 
 
-def jobs_recover_stale(*, now=None, job_ids: list[int] | None = None) -> list[int]:
-    """Running jobs whose heartbeat stopped lost their worker: queue them again, or after their last
-    attempt mark them failed with a message that says so. Returns the ids queued again."""
-    now = now or timezone.now()
-    requeued = []
-    with transaction.atomic():
-        stale = GenerationJob.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=_stale_before(now))
-        if job_ids is not None:
-            stale = stale.filter(pk__in=job_ids)
-        for job in stale.select_for_update(skip_locked=True).order_by("id")[:500]:
-            if job.attempts >= settings.PREFLAB_SAMPLING_MAX_ATTEMPTS:
-                _mark_failed(job.pk, _interrupted(job), now, status=JobStatus.RUNNING, attempts=job.attempts)
-            elif GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts).update(
-                status=JobStatus.QUEUED, heartbeat_at=None
-            ):
-                requeued.append(job.pk)
-        dispatch.enqueue(requeued)
-    return requeued
+GENERATION = "sampling.generation"
 
 
-def job_check(*, job: GenerationJob, now=None) -> GenerationJob:
-    """Called when someone looks at a job: recover it if its worker is gone, and in the embedded
-    default hand a queued job to the runner again if this process lost it (a restart)."""
-    now = now or timezone.now()
-    if job.status == JobStatus.RUNNING and job.heartbeat_at and job.heartbeat_at < _stale_before(now):
-        jobs_recover_stale(now=now, job_ids=[job.pk])
-        job.refresh_from_db()
-    elif (
-        job.status == JobStatus.QUEUED
-        and job.created_at < _stale_before(now)
-        and dispatch.runs_in_process()
-        and job.pk not in dispatch.in_process.pending()
-    ):
-        dispatch.enqueue([job.pk])
-    return job
+def register_background_work() -> None:
+    """Generation jobs are core.jobs work: sent to the sampling queue in chunks of
+    PREFLAB_SAMPLING_BATCH_JOBS, given back to the queue when their worker dies, failed after
+    PREFLAB_SAMPLING_MAX_ATTEMPTS runs."""
+    jobs.register(
+        jobs.JobKind(
+            name=GENERATION,
+            rows=GenerationJob.objects.all,
+            task="sampling.generate_pairs",
+            queue="sampling",
+            stale_seconds=lambda: settings.PREFLAB_SAMPLING_STALE_SECONDS,
+            max_attempts=lambda: settings.PREFLAB_SAMPLING_MAX_ATTEMPTS,
+            give_up=_interrupted_fields,
+            ids_per_message=lambda: settings.PREFLAB_SAMPLING_BATCH_JOBS,
+        )
+    )
+
+
+_warmed: set[tuple[int, ...]] = set()
 
 
 def sampling_warm_up(*, batch: Batch) -> list[int]:
     """Load the local models of the batch's pair policy ahead of the first prompt, so that the
-    annotator who opens the rating page does not wait for torch and the model to load. Returns the
-    variants asked to load (none when nothing samples locally)."""
+    annotator who opens the rating page does not wait for torch and the model to load. Asked once
+    per web process and set of variants; returns the variants asked to load."""
     policy = PairPolicy.objects.filter(batch=batch).first()
     if policy is None:
         return []
     ids = sorted(policy.variants.filter(is_active=True, backend=Backend.TRANSFORMERS).values_list("pk", flat=True))
-    dispatch.warm_up(ids)
+    key = tuple(ids)
+    # Eager unit tests have no worker to warm; the first job loads the model there.
+    if key and key not in _warmed and not jobs.runs_eagerly():
+        _warmed.add(key)
+        jobs.send_task("sampling.warm_up_variants", [list(key)], queue="sampling")
     return ids
 
 
@@ -578,13 +564,6 @@ def variants_warm_up(*, variant_ids: list[int]) -> list[str]:
         else:
             loaded.append(str(variant))
     return loaded
-
-
-def jobs_fail_unqueued(*, job_ids: list[int], reason: str) -> None:
-    """The broker refused the jobs: fail them with a message instead of leaving them queued forever."""
-    outcome = failure(FailureCode.QUEUE_DOWN, f"The sampling queue could not be reached: {reason}")
-    for job_id in job_ids:
-        _mark_failed(job_id, outcome, timezone.now(), status=JobStatus.QUEUED)
 
 
 # --- generation --------------------------------------------------------------------------------
@@ -636,14 +615,14 @@ def generation_run(*, job_ids: list[int], now=None) -> RunSummary:
     does no harm. Each job's result is written in its own transaction (see `_write`).
     """
     now = now or timezone.now()
-    jobs = _when_unlocked(lambda: _claim(job_ids, now))
-    unclaimed = set(job_ids) - {job.pk for job in jobs}
+    claimed = _when_unlocked(lambda: _claim(job_ids, now))
+    unclaimed = set(job_ids) - {job.pk for job in claimed}
     busy = sorted(GenerationJob.objects.filter(pk__in=unclaimed, status=JobStatus.RUNNING).values_list("pk", flat=True))
     skipped = sorted(unclaimed - set(busy))
-    if not jobs:
+    if not claimed:
         return RunSummary(done=[], failed=[], skipped=skipped, busy=busy)
-    with _heartbeat([job.pk for job in jobs]):
-        plans = [_plan(job) for job in jobs]
+    with jobs.heartbeat(GENERATION, [job.pk for job in claimed]):
+        plans = [_plan(job) for job in claimed]
         _sample(plans)
     done, failed = [], []
     for plan in plans:
@@ -681,11 +660,13 @@ def _is_sqlite_lock(exc: BaseException) -> bool:
 def _claim(job_ids: list[int], now) -> list[GenerationJob]:
     """Mark the given jobs (queued, or running without a heartbeat) and other waiting jobs as
     running under a new attempt number. Row locks with SKIP LOCKED keep two workers apart."""
+    kind = jobs.kind(GENERATION)
     limit = max(1, settings.PREFLAB_SAMPLING_BATCH_JOBS)
-    claimable = Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=_stale_before(now))
     with transaction.atomic():
         own = list(
-            GenerationJob.objects.filter(claimable, pk__in=job_ids).select_for_update(skip_locked=True).order_by("id")
+            GenerationJob.objects.filter(jobs.claimable(kind, now), pk__in=job_ids)
+            .select_for_update(skip_locked=True)
+            .order_by("id")
         )
         others = []
         if len(own) < limit:
@@ -698,38 +679,17 @@ def _claim(job_ids: list[int], now) -> list[GenerationJob]:
         claimed = []
         for job in own + others:
             if job.status == JobStatus.RUNNING and job.attempts >= settings.PREFLAB_SAMPLING_MAX_ATTEMPTS:
-                _mark_failed(job.pk, _interrupted(job), now, status=JobStatus.RUNNING, attempts=job.attempts)
+                GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts).update(
+                    status=JobStatus.FAILED, finished_at=now, **_interrupted_fields(job)
+                )
                 continue
             if GenerationJob.objects.filter(pk=job.pk, status=job.status, attempts=job.attempts).update(
-                status=JobStatus.RUNNING,
-                attempts=F("attempts") + 1,
-                started_at=now,
-                heartbeat_at=now,
-                worker=_this_process(),
+                **jobs.claim_fields(kind, now), started_at=now
             ):
                 job.status, job.attempts = JobStatus.RUNNING, job.attempts + 1
                 job.started_at = job.heartbeat_at = now
                 claimed.append(job)
     return claimed
-
-
-def _this_process() -> str:
-    # Read at each claim, not at import: a prefork pool imports this module before it forks.
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _heartbeat(job_ids: list[int]) -> Heartbeat:
-    """Touch the jobs' heartbeat while they are sampled."""
-    return Heartbeat(
-        lambda: _when_unlocked(
-            lambda: GenerationJob.objects.filter(pk__in=job_ids, status=JobStatus.RUNNING).update(
-                heartbeat_at=timezone.now()
-            )
-        ),
-        interval=settings.PREFLAB_SAMPLING_HEARTBEAT_SECONDS,
-        name="preflab-heartbeat",
-        what=f"jobs {job_ids}",
-    )
 
 
 def _messages(job: GenerationJob) -> list[Message]:

@@ -1,10 +1,13 @@
 """Database: DATABASE_URL (PostgreSQL in production and CI), else a SQLite file under var/."""
 
+from pathlib import Path
+
 import dj_database_url
 
-from .env import BASE_DIR, env_int, env_str
+from .env import env_int, env_str
+from .preflab import PREFLAB_VAR_DIR
 
-_default_sqlite = f"sqlite:///{BASE_DIR / 'var' / 'preflab.sqlite3'}"
+_default_sqlite = f"sqlite:///{Path(PREFLAB_VAR_DIR) / 'preflab.sqlite3'}"
 
 DATABASES = {
     "default": dj_database_url.parse(
@@ -21,3 +24,5 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # var/ is not in git: a fresh clone's first command creates it rather than failing to open the file.
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 import os
 
-from .env import env_bool, env_int, env_str
+from .env import env_int, env_str
 
 # What an annotator may write: longer prompts are refused with a message saying by how much.
 PREFLAB_MAX_PROMPT_CHARS = env_int("PREFLAB_MAX_PROMPT_CHARS", 4000)
@@ -19,13 +19,11 @@ PREFLAB_SAMPLING_DEVICE = env_str("PREFLAB_SAMPLING_DEVICE", "auto")
 # torch CPU threads for local generation; 0 picks half the cores (at most 8). On small shared
 # machines torch's default of one thread per core spin-waits: 1 thread was several times faster on 2 cores.
 PREFLAB_TORCH_THREADS = env_int("PREFLAB_TORCH_THREADS", 0) or max(1, min(8, (os.cpu_count() or 2) // 2))
-# A running job writes a heartbeat this often; one silent for PREFLAB_SAMPLING_STALE_SECONDS lost its
-# worker (killed, out of memory) and is queued again, up to PREFLAB_SAMPLING_MAX_ATTEMPTS runs in all.
-PREFLAB_SAMPLING_HEARTBEAT_SECONDS = float(env_str("PREFLAB_SAMPLING_HEARTBEAT_SECONDS", "5"))
+# A running job without a heartbeat (core.jobs, every PREFLAB_JOBS_HEARTBEAT_SECONDS) for this long lost
+# its worker (killed, out of memory): the reconciler queues it again, up to PREFLAB_SAMPLING_MAX_ATTEMPTS
+# runs in all, then fails it with a message that says so.
 PREFLAB_SAMPLING_STALE_SECONDS = float(env_str("PREFLAB_SAMPLING_STALE_SECONDS", "60"))
 PREFLAB_SAMPLING_MAX_ATTEMPTS = env_int("PREFLAB_SAMPLING_MAX_ATTEMPTS", 2)
-# Run generation inside the request that queued it instead of on a worker or thread (tests).
-PREFLAB_SAMPLING_INLINE = env_bool("PREFLAB_SAMPLING_INLINE", False)
 # OpenAI-compatible endpoints: (connect, read) timeouts and retries with capped, jittered backoff.
 PREFLAB_OPENAI_CONNECT_TIMEOUT = float(env_str("PREFLAB_OPENAI_CONNECT_TIMEOUT", "5"))
 PREFLAB_OPENAI_READ_TIMEOUT = float(env_str("PREFLAB_OPENAI_READ_TIMEOUT", "120"))

@@ -22,6 +22,7 @@ from django.utils import timezone
 from accounts.models import User, Vendor
 from annotation.models import Batch, Comparison, ComparisonStatus, Focus, Rating
 from config.exceptions import DomainError, InvalidInput, NotFound
+from core import jobs
 
 from .. import pairs
 from ..models import (
@@ -179,24 +180,25 @@ def dataset_build_create(
             created_by=created_by,
         )
         if enqueue:
-            from ..tasks import build_dataset
-
-            transaction.on_commit(lambda: build_dataset.delay(build.pk))
+            jobs.enqueue(BUILD, [build.pk])
     return build
 
 
+BUILD = "rewardmodel.build"
+
+
 def dataset_build_run(*, build_id: int) -> DatasetBuild:
-    """Run a queued build (the Celery task's body). A second delivery of a finished build does nothing."""
-    claimed = DatasetBuild.objects.filter(pk=build_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
-        status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=timezone.now(), error="", progress_done=0
-    )
+    """Run a queued build (the Celery task's body). A second delivery of a finished build, or of one
+    that a live worker is building, does nothing."""
+    claimed = jobs.claim(BUILD, build_id, started_at=timezone.now(), error="", progress_done=0)
     build = DatasetBuild.objects.filter(pk=build_id).first()
     if build is None:
         raise NotFound(f"No dataset build {build_id}.")
-    if not claimed:
+    if claimed is None:
         return build
     try:
-        _run(build)
+        with jobs.heartbeat(BUILD, [build_id]):
+            _run(build)
     except Exception as exc:
         if not isinstance(exc, DomainError):
             logger.exception("dataset build %s failed", build_id)

@@ -15,6 +15,8 @@ name is always complete; the manifest comes last. The content hash is the sha256
 of the same selection over the same data exports byte-identical files with the same hash.
 """
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -32,12 +34,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User, Vendor
 from annotation.models import Comparison, Rating, Response, Turn
 from config.exceptions import Conflict, DomainError, InvalidInput, NotFound
+from core import jobs
 
 from .. import pairs
 from ..models import (
@@ -143,9 +145,7 @@ def dataset_export_create(
     with transaction.atomic():
         export = DatasetExport.objects.create(build=build, format=format, file_type=file_type, created_by=created_by)
         if enqueue:
-            from ..tasks import run_export
-
-            transaction.on_commit(lambda: run_export.delay(export.pk))
+            jobs.enqueue(EXPORT, [export.pk])
     return export
 
 
@@ -202,6 +202,15 @@ class _HashingWriter:
             raise self.error
         return self.digest.hexdigest()
 
+    def abort(self) -> None:
+        """Stop the thread and close the file after a failure; raises nothing."""
+        if self.thread.is_alive():
+            self.error = self.error or RuntimeError("aborted")  # the thread drains without writing
+            self.pending.put(None)
+            self.thread.join()
+        with contextlib.suppress(OSError):
+            self.fh.close()
+
 
 class _JsonlFile:
     def __init__(self, path: Path, split: str, to_line: Callable):
@@ -220,6 +229,10 @@ class _JsonlFile:
         sha256 = self.sink.close()
         _fsync_and_rename(self.tmp, self.path)
         return {"name": self.path.name, "split": self.split, "rows": self.rows, "bytes": self.bytes, "sha256": sha256}
+
+    def abort(self) -> None:
+        self.sink.abort()
+        self.tmp.unlink(missing_ok=True)
 
 
 _CATEGORICAL_COLUMNS = (
@@ -266,8 +279,14 @@ class _ParquetFile:
         # Hand the written group's buffers back to the system, so the peak stays one row group.
         pa.default_memory_pool().release_unused()
 
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+        self.pending = []
+        self.tmp.unlink(missing_ok=True)
+
     def close(self) -> dict:
-        self._flush()
+        self._flush()  # a full disk fails here, before the writer closes: abort() closes it
         self.writer.close()
         _fsync_and_rename(self.tmp, self.path)
         return {
@@ -289,9 +308,9 @@ _WRITERS = {
 }
 
 
-def _open_files(export: DatasetExport, directory: Path) -> dict:
+def _open_files(export: DatasetExport, directory: Path, files: dict) -> None:
+    """Open the export's files into `files` (filled one by one, so a failure can abort the open ones)."""
     convert, schema = _WRITERS[(export.format, export.file_type)]
-    files = {}
     for split, name in _file_names(export):
         if export.file_type == FileType.JSONL:
             files[split] = _JsonlFile(directory / name, split, convert)
@@ -299,7 +318,6 @@ def _open_files(export: DatasetExport, directory: Path) -> dict:
             files[split] = _ParquetFile(
                 directory / name, split, convert, schema, settings.PREFLAB_EXPORT_ROW_GROUP_ROWS
             )
-    return files
 
 
 # --- rows from the database -------------------------------------------------------------------
@@ -609,26 +627,42 @@ def export_manifest(export: DatasetExport, files: list[dict]) -> dict:
 
 def _write_json_atomically(path: Path, payload: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    _fsync_and_rename(tmp, path)
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        _fsync_and_rename(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+EXPORT = "rewardmodel.export"
+
+
+def remove_partial_files(now=None) -> list[int]:
+    """Reconcile step: a failed export keeps no files (its own clean-up may have been cut short)."""
+    removed = []
+    for export in DatasetExport.objects.filter(status=JobStatus.FAILED).only("pk"):
+        if export.directory.exists():
+            shutil.rmtree(export.directory, ignore_errors=True)
+            removed.append(export.pk)
+    return removed
 
 
 def dataset_export_run(*, export_id: int, fetch: int | None = None) -> DatasetExport:
-    """Write an export (the Celery task's body). A second delivery of a finished export does nothing."""
-    claimed = DatasetExport.objects.filter(pk=export_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
-        status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=timezone.now(), error="", rows_done=0
-    )
+    """Write an export (the Celery task's body). A second delivery of a finished export, or one that
+    a live worker is writing, does nothing."""
+    claimed = jobs.claim(EXPORT, export_id, started_at=timezone.now(), error="", rows_done=0)
     export = DatasetExport.objects.select_related("build", "created_by").filter(pk=export_id).first()
     if export is None:
         raise NotFound(f"No dataset export {export_id}.")
-    if not claimed:
+    if claimed is None:
         return export
     try:
-        _run(export, fetch or settings.PREFLAB_EXPORT_FETCH_ROWS)
+        with jobs.heartbeat(EXPORT, [export_id]):
+            _run(export, fetch or settings.PREFLAB_EXPORT_FETCH_ROWS)
     except Exception as exc:
         if not isinstance(exc, DomainError):
             logger.exception("dataset export %s failed", export_id)
-        detail = exc.detail if isinstance(exc, DomainError) else f"{type(exc).__name__}: {exc}"
+        detail = exc.detail if isinstance(exc, DomainError) else _failure_detail(exc)
         DatasetExport.objects.filter(pk=export_id).update(
             status=JobStatus.FAILED, error=detail, finished_at=timezone.now()
         )
@@ -636,36 +670,58 @@ def dataset_export_run(*, export_id: int, fetch: int | None = None) -> DatasetEx
     return export
 
 
+def _failure_detail(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return (
+            "The disk holding the exports is full: nothing of this export was kept. Free some space "
+            f"under {settings.MEDIA_ROOT} (or point PREFLAB_MEDIA_ROOT elsewhere) and export again."
+        )
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _run(export: DatasetExport, fetch: int) -> None:
     if export.build.status != JobStatus.DONE:
         raise Conflict("The dataset build is not finished.")
     directory = export.directory
     shutil.rmtree(directory, ignore_errors=True)  # an interrupted earlier attempt starts over
-    directory.mkdir(parents=True)
     total = _rows_total(export)
     DatasetExport.objects.filter(pk=export.pk).update(rows_total=total)
 
-    files = _open_files(export, directory)
-    lookups = {
-        "vendors": dict(Vendor.objects.values_list("id", "name")),
-        "sources": dict(ExternalSource.objects.values_list("id", "name")),
-    }
-    chunks = _chunks(export, fetch, lookups)
-    if not connections[DEFAULT_DB_ALIAS].in_atomic_block:
-        chunks = _read_ahead(chunks)
-    done, reported_at = 0, time.monotonic()
-    for split, chunk in chunks:
-        files[split].write(chunk)
-        done += len(chunk)
-        if time.monotonic() - reported_at >= _PROGRESS_EVERY_SECONDS:
-            DatasetExport.objects.filter(pk=export.pk).update(rows_done=done)
-            reported_at = time.monotonic()
-    written = [f.close() for f in files.values()]
-
-    export.files = written
-    export.content_hash = content_hash(written)
-    export.manifest = export_manifest(export, written)
-    _write_json_atomically(directory / MANIFEST_NAME, export.manifest)
+    files: dict = {}
+    chunks = None
+    try:
+        directory.mkdir(parents=True)
+        _open_files(export, directory, files)
+        lookups = {
+            "vendors": dict(Vendor.objects.values_list("id", "name")),
+            "sources": dict(ExternalSource.objects.values_list("id", "name")),
+        }
+        chunks = _chunks(export, fetch, lookups)
+        if not connections[DEFAULT_DB_ALIAS].in_atomic_block:
+            chunks = _read_ahead(chunks)
+        done, reported_at = 0, time.monotonic()
+        for split, chunk in chunks:
+            files[split].write(chunk)
+            done += len(chunk)
+            if time.monotonic() - reported_at >= _PROGRESS_EVERY_SECONDS:
+                DatasetExport.objects.filter(pk=export.pk).update(rows_done=done)
+                reported_at = time.monotonic()
+        written = []
+        for split in list(files):  # a file whose close fails stays in `files`, to be aborted
+            written.append(files[split].close())
+            del files[split]
+        export.files = written
+        export.content_hash = content_hash(written)
+        export.manifest = export_manifest(export, written)
+        _write_json_atomically(directory / MANIFEST_NAME, export.manifest)
+    except BaseException:
+        # No thread, handle or partial file outlives a failed export.
+        if chunks is not None:
+            chunks.close()
+        for file in files.values():
+            file.abort()
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
     export.status = JobStatus.DONE
     export.rows_done = done
     export.rows_total = total

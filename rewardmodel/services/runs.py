@@ -3,10 +3,10 @@
 A run goes queued -> running -> succeeded, cancelled or failed (a cancel passes through cancelling
 while the trainer saves its checkpoint). `run_execute` is the training task's body:
 
-* It claims the run with one conditional UPDATE: a queued run, or a running one whose heartbeat is
-  older than PREFLAB_TRAINING_STALE_SECONDS (its worker died). Any other delivery, such as a second
-  copy of the message while the run trains or one for a finished run, changes nothing and says so
-  (`RunOutcome.busy`): a run never trains twice at once.
+* It claims the run through core.jobs: a queued run, or a running one whose heartbeat is older
+  than PREFLAB_TRAINING_STALE_SECONDS (its worker died; the reconciler sends such a run again).
+  Any other delivery, such as a second copy of the message while the run trains or one for a
+  finished run, changes nothing and says so (`RunOutcome.busy`): a run never trains twice at once.
 * The trainer (rewardmodel.training) continues from the newest complete checkpoint in the run's
   directory and hands back a finished model without training again, so a worker killed at any
   point leaves a run the next delivery resumes, and one killed after the final save is only
@@ -22,27 +22,23 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
-import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, transaction
-from django.db.models import Count, F, Q
+from django.db import transaction
+from django.db.models import Count
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
 from annotation.models import Focus
-from config import dispatch
 from config.exceptions import Conflict, DomainError, InvalidInput, NotFound
-from config.heartbeat import Heartbeat
+from core import jobs
 from sampling.variant_backends import EMBEDDED_CHECKPOINT
 
 from .. import pairs, run_selectors
@@ -219,15 +215,45 @@ def base_checkpoint_create(
 # --- creating, cancelling and resuming runs -----------------------------------------------------
 
 
-def _enqueue(run_id: int) -> None:
-    from ..tasks import train_reward_model_run
-
-    dispatch.enqueue(train_reward_model_run, run_id, queue="training", on_error=partial(_fail_unqueued, run_id))
+TRAINING = "rewardmodel.training"
+EVALUATION = "rewardmodel.evaluation"
 
 
-def _fail_unqueued(run_id: int, exc: Exception) -> None:
-    TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.FAILED, error=f"The training queue could not be reached: {exc}", finished_at=timezone.now()
+def _finish_cancel_of_lost_run(run: TrainingRun, now) -> bool:
+    """A run cancelled while its worker died has nothing left to train: it is cancelled, keeping its
+    last checkpoint. Other lost runs go back to the queue and resume from their checkpoint."""
+    if run.status != RunStatus.CANCELLING:
+        return False
+    run_cancel(run=run)
+    return True
+
+
+def register_background_work() -> None:
+    """Training runs (queue "training", resumed from their last checkpoint however often their
+    worker dies) and evaluations (queue "default") are core.jobs work."""
+    jobs.register(
+        jobs.JobKind(
+            name=TRAINING,
+            rows=TrainingRun.objects.all,
+            task="rewardmodel.train_reward_model",
+            queue="training",
+            stale_seconds=lambda: settings.PREFLAB_TRAINING_STALE_SECONDS,
+            heartbeat_seconds=lambda: settings.PREFLAB_TRAINING_HEARTBEAT_SECONDS,
+            on_lost=_finish_cancel_of_lost_run,
+            running=(RunStatus.RUNNING, RunStatus.CANCELLING),
+        )
+    )
+    jobs.register(
+        jobs.JobKind(
+            name=EVALUATION,
+            rows=RunEvaluation.objects.all,
+            task="rewardmodel.evaluate_reward_model",
+            queue="default",
+            stale_seconds=lambda: settings.PREFLAB_JOBS_STALE_SECONDS,
+            max_attempts=lambda: settings.PREFLAB_JOBS_MAX_ATTEMPTS,
+            queued=JobStatus.QUEUED,
+            running=(JobStatus.RUNNING,),
+        )
     )
 
 
@@ -283,7 +309,7 @@ def run_create(
             n_eval_pairs=split_counts.get(pairs.TEST, 0),
             created_by=created_by,
         )
-        _enqueue(run.pk)
+        jobs.enqueue(TRAINING, [run.pk])
     return run
 
 
@@ -330,50 +356,8 @@ def run_resume(*, run: TrainingRun, user: User | None = None) -> TrainingRun:
             raise Conflict(f"Only a cancelled, failed or interrupted run can be resumed; this one is {run.status}.")
         run.status, run.error, run.finished_at, run.output_path = RunStatus.QUEUED, "", None, ""
         run.save(update_fields=["status", "error", "finished_at", "output_path"])
-        _enqueue(run.pk)
+        jobs.enqueue(TRAINING, [run.pk])
     return run
-
-
-def runs_recover_stale(*, now=None) -> list[int]:
-    """Deliver again the runs whose worker stopped sending heartbeats (a worker that starts looks
-    for them: Redis would only give their messages back after the visibility timeout)."""
-    from ..tasks import train_reward_model_run
-
-    now = now or timezone.now()
-    stale = TrainingRun.objects.filter(status__in=ACTIVE, heartbeat_at__lt=_stale_before(now))
-    recovered = []
-    for run in stale:
-        if run.status == RunStatus.CANCELLING:
-            run_cancel(run=run)  # nothing left to train: the last checkpoint is kept
-        else:
-            dispatch.dispatch(train_reward_model_run, [run.pk], queue="training")
-        recovered.append(run.pk)
-    return recovered
-
-
-def runs_recover_in_process() -> list[int]:
-    """The embedded default keeps queued runs in this process's memory, which a restart empties:
-    hand the queued runs it does not hold, and running ones whose heartbeat stopped, to it again.
-    The pages call this; with a broker it does nothing (workers recover at start)."""
-    from ..tasks import train_reward_model_run
-
-    if not dispatch.runs_in_process():
-        return []
-    queue = dispatch.runner("training")
-    stale_before = _stale_before(timezone.now())
-    lost = TrainingRun.objects.filter(
-        Q(status=RunStatus.QUEUED) | Q(status__in=ACTIVE, heartbeat_at__lt=stale_before)
-    ).values_list("pk", "status")
-    recovered = []
-    for run_id, status in lost:
-        if queue.holds(train_reward_model_run, (run_id,)):
-            continue
-        if status == RunStatus.CANCELLING:
-            run_cancel(run=TrainingRun.objects.get(pk=run_id))
-        else:
-            _enqueue(run_id)
-        recovered.append(run_id)
-    return recovered
 
 
 # --- executing a run (the training task's body) -------------------------------------------------
@@ -389,34 +373,21 @@ class RunOutcome:
         return "busy" if self.busy else self.run.status
 
 
-def _this_process() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def _claim(run_id: int, task_id: str, now) -> int | None:
     """Take the run for this delivery; its new attempt number, or None when it is not claimable."""
-    stale_before = _stale_before(now)
-    orphaned = TrainingRun.objects.filter(pk=run_id, status=RunStatus.CANCELLING, heartbeat_at__lt=stale_before)
+    orphaned = TrainingRun.objects.filter(pk=run_id, status=RunStatus.CANCELLING, heartbeat_at__lt=_stale_before(now))
     if orphaned.exists():  # cancelled while its worker died: nothing left to train
         run_cancel(run=orphaned.get())
         return None
-    claimable = Q(status=RunStatus.QUEUED) | (
-        Q(status=RunStatus.RUNNING) & (Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True))
+    return jobs.claim(
+        TRAINING,
+        run_id,
+        now=now,
+        celery_task_id=task_id,
+        started_at=Coalesce("started_at", now),
+        error="",
+        finished_at=None,
     )
-    with transaction.atomic():
-        claimed = TrainingRun.objects.filter(claimable, pk=run_id).update(
-            status=RunStatus.RUNNING,
-            attempts=F("attempts") + 1,
-            heartbeat_at=now,
-            worker=_this_process(),
-            celery_task_id=task_id,
-            started_at=Coalesce("started_at", now),
-            error="",
-            finished_at=None,
-        )
-        if not claimed:
-            return None
-        return TrainingRun.objects.values_list("attempts", flat=True).get(pk=run_id)
 
 
 def run_execute(*, run_id: int, task_id: str = "") -> RunOutcome:
@@ -429,7 +400,9 @@ def run_execute(*, run_id: int, task_id: str = "") -> RunOutcome:
         return RunOutcome(run, busy=run.status in ACTIVE)
     mine = TrainingRun.objects.filter(pk=run_id, attempts=attempt, status__in=ACTIVE)
     try:
-        _train(run, attempt)
+        # From the claim on: importing torch and reading a large dataset take long before a step.
+        with jobs.heartbeat(TRAINING, [run_id]):
+            _train(run, attempt)
     except Exception as exc:
         if not isinstance(exc, DomainError):
             logger.exception("training run %s failed", run_id)
@@ -462,18 +435,17 @@ def _train(run: TrainingRun, attempt: int) -> None:
     mine = TrainingRun.objects.filter(pk=run.pk, attempts=attempt, status__in=ACTIVE)
     mine.update(n_train_pairs=len(train), n_eval_pairs=len(held_out))
     progress = _Progress(run.pk, attempt)
-    with _heartbeat(run.pk, attempt):
-        result = train_reward_model(
-            training_config(run),
-            base,
-            train,
-            held_out or None,
-            output_dir=run.directory,
-            dataset_manifest=_manifest(run),
-            on_progress=progress.report,
-            should_stop=progress.should_stop,
-            resume=True,
-        )
+    result = train_reward_model(
+        training_config(run),
+        base,
+        train,
+        held_out or None,
+        output_dir=run.directory,
+        dataset_manifest=_manifest(run),
+        on_progress=progress.report,
+        should_stop=progress.should_stop,
+        resume=True,
+    )
     progress.flush()
     now = timezone.now()
     report = result.metrics.get("eval")
@@ -582,21 +554,6 @@ class _Progress:
         return self.stopped
 
 
-def _heartbeat(run_id: int, attempt: int) -> Heartbeat:
-    """Touch the run's heartbeat while it trains, however long a step takes."""
-    # Inside a transaction (a test) another connection would wait on the caller's lock; the
-    # progress writes, on the caller's connection, carry the heartbeat then.
-    in_transaction = connections["default"].in_atomic_block
-    return Heartbeat(
-        lambda: TrainingRun.objects.filter(pk=run_id, attempts=attempt, status__in=ACTIVE).update(
-            heartbeat_at=timezone.now()
-        ),
-        interval=0 if in_transaction else settings.PREFLAB_TRAINING_HEARTBEAT_SECONDS,
-        name="preflab-training-heartbeat",
-        what=f"training run {run_id}",
-    )
-
-
 # --- evaluations on held-out splits -------------------------------------------------------------
 
 
@@ -621,38 +578,39 @@ def evaluation_create(
                 return evaluation  # already queued or running
             evaluation.status, evaluation.error, evaluation.created_by = JobStatus.QUEUED, "", created_by
             evaluation.save(update_fields=["status", "error", "created_by"])
-        from ..tasks import evaluate_reward_model
-
-        dispatch.enqueue(evaluate_reward_model, evaluation.pk, queue="default")
+        jobs.enqueue(EVALUATION, [evaluation.pk])
     return evaluation
+
+
+def _evaluate(evaluation: RunEvaluation) -> dict:
+    from sampling.variant_backends import configure_torch_threads
+
+    from ..evaluation import evaluate_pairs
+    from ..scoring import load_reward_model
+
+    configure_torch_threads()
+    run = evaluation.run
+    model_dir = run.model_dir
+    if model_dir is None or not model_dir.is_dir():
+        raise Conflict("The run's model is no longer in storage.")
+    model, tokenizer = load_reward_model(model_dir)
+    held_out = run_selectors.preference_pairs(evaluation.dataset, evaluation.split)
+    if not held_out:
+        raise InvalidInput(f"Dataset {evaluation.dataset.name!r} has no {evaluation.split} pairs.")
+    return evaluate_pairs(model, tokenizer, held_out, batch_size=run.hyperparameters.get("eval_batch_size", 32))
 
 
 def evaluation_run(*, evaluation_id: int) -> RunEvaluation:
     """Score the split's pairs with the run's model and store the report (the evaluation task's body)."""
-    from ..evaluation import evaluate_pairs
-    from ..scoring import load_reward_model
-
-    claimed = RunEvaluation.objects.filter(pk=evaluation_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
-        status=JobStatus.RUNNING
-    )
+    claimed = jobs.claim(EVALUATION, evaluation_id, started_at=timezone.now())
     evaluation = RunEvaluation.objects.select_related("run", "dataset").filter(pk=evaluation_id).first()
     if evaluation is None:
         raise NotFound(f"No evaluation {evaluation_id}.")
-    if not claimed:
+    if claimed is None:
         return evaluation
     try:
-        from sampling.variant_backends import configure_torch_threads
-
-        configure_torch_threads()
-        run = evaluation.run
-        model_dir = run.model_dir
-        if model_dir is None or not model_dir.is_dir():
-            raise Conflict("The run's model is no longer in storage.")
-        model, tokenizer = load_reward_model(model_dir)
-        held_out = run_selectors.preference_pairs(evaluation.dataset, evaluation.split)
-        if not held_out:
-            raise InvalidInput(f"Dataset {evaluation.dataset.name!r} has no {evaluation.split} pairs.")
-        report = evaluate_pairs(model, tokenizer, held_out, batch_size=run.hyperparameters.get("eval_batch_size", 32))
+        with jobs.heartbeat(EVALUATION, [evaluation_id]):  # loading the model takes long too
+            report = _evaluate(evaluation)
         RunEvaluation.objects.filter(pk=evaluation_id).update(
             status=JobStatus.DONE,
             n=report["n"],

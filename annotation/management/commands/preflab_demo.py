@@ -1,20 +1,31 @@
+import time
+
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from annotation.demo import DEMO_PASSWORD, load_demo
 
 
 class Command(BaseCommand):
-    help = "Load the demo workspace (idempotent) and print the log-ins."
+    help = "Load the demo workspace (idempotent), convert the embedded model once, and print the log-ins."
 
     def handle(self, *args, **options):
+        started = time.monotonic()
         result = load_demo()
-        self.stdout.write(self.style.SUCCESS("Preflab demo is ready."))
+        self.stdout.write(self.style.SUCCESS(f"Preflab demo workspace ready ({time.monotonic() - started:.1f} s)."))
         for batch in result["batches"]:
             self.stdout.write(f"  batch {batch.name!r}: {batch.comparisons.count()} comparisons")
         if result["simulated_ratings"]:
             self.stdout.write(f"  {result['simulated_ratings']} simulated ratings so labels show up")
         self.stdout.write(result["quizzes"]["summary"])
-        self.stdout.write(f"\nLog in at http://127.0.0.1:8000/ with (password for all: {DEMO_PASSWORD}):")
+
+        from sampling.embedded import ensure_embedded_checkpoint
+
+        started = time.monotonic()
+        path = ensure_embedded_checkpoint(settings.PREFLAB_MODEL_CACHE)
+        self.stdout.write(f"\nEmbedded SmolLM2-135M-Instruct at {path} ({time.monotonic() - started:.1f} s).")
+
+        self.stdout.write(f"\nDemo accounts (password for all: {DEMO_PASSWORD}):")
         for user in result["people"]:
             vendor = f" ({user.vendor})" if user.vendor else ""
             self.stdout.write(f"  {user.username:<18} {user.get_role_display()}{vendor}")

@@ -1,5 +1,5 @@
 """A side thread that touches a row's heartbeat while long work runs, so work whose worker died can
-be told from work that is merely slow. Sampling jobs and training runs share it."""
+be told from work that is merely slow. Every kind of background work in core.jobs uses it."""
 
 from __future__ import annotations
 
