@@ -30,9 +30,10 @@ migrate: setup
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v0
 
+# The web server, a Celery worker and beat, on SQLite and the embedded file broker (no Redis needed).
 demo: setup migrate
 	$(PY) manage.py preflab_demo
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
 # The tests reuse the demo's converted model (var/models) instead of converting it again.
 test: setup browser
@@ -52,7 +53,7 @@ bench: setup
 	$(PY) benchmarks/run_all.py
 
 worker: setup
-	$(VENV)/bin/celery -A config worker -Q default,sampling,training -l info
+	$(VENV)/bin/celery -A config worker --beat -Q default,sampling,training -l info
 
 clean:
 	rm -rf $(VENV) var/ media/ .pytest_cache
