@@ -76,38 +76,86 @@ def page(chromium_browser):
     context.close()
 
 
+WORKER_FIXTURES = ("celery_worker", "embedded_worker", "own_redis")
+
+
 @pytest.fixture(autouse=True)
-def _celery_runs_in_process_unless_a_worker_is_asked_for(request):
-    """Tests run tasks in-process, like the embedded default, unless they take `celery_worker`."""
+def _celery_runs_eagerly_unless_a_worker_is_asked_for(request):
+    """Unit tests run tasks eagerly, inside the caller, unless they take a real worker."""
     from config.celery import app
 
-    eager = "celery_worker" not in request.fixturenames
+    eager = not any(name in request.fixturenames for name in WORKER_FIXTURES)
     previous = app.conf.task_always_eager
     app.conf.task_always_eager = eager
     yield
     app.conf.task_always_eager = previous
 
 
-@pytest.fixture
-def celery_worker(redis_url, transactional_db):
-    """A real Celery worker (in a thread of this process) consuming every queue from Redis."""
-    from celery.contrib.testing.worker import start_worker
-
+def use_broker(url: str, transport_options: dict) -> None:
+    """Point this process's Celery app at another broker (its connection pool is rebuilt)."""
     from config.celery import app
 
-    app.conf.broker_url = redis_url
-    app.conf.task_always_eager = False
-    # Nothing left over from an earlier run may be picked up by this worker.
-    app.control.purge()
-    with start_worker(
+    # New pools are built on the next send (the old ones are left to the garbage collector: closing
+    # them would also close kombu's shared producer pools that a worker still uses).
+    app._pool = None
+    app.amqp._producer_pool = None
+    app.conf.broker_url = url
+    app.conf.broker_transport_options = transport_options
+
+
+def file_broker_options(folder) -> dict:
+    """kombu's filesystem transport in `folder`, as the embedded default runs it (config.settings.celery)."""
+    (folder / "messages").mkdir(parents=True, exist_ok=True)
+    (folder / "control").mkdir(parents=True, exist_ok=True)
+    return {
+        "data_folder_in": str(folder / "messages"),
+        "data_folder_out": str(folder / "messages"),
+        "control_folder": str(folder / "control"),
+        "polling_interval": 0.05,
+    }
+
+
+def _start_worker(app, queues=("default", "sampling", "training")):
+    from celery.contrib.testing.worker import start_worker
+
+    return start_worker(
         app,
-        queues=["default", "sampling", "training"],
-        pool="solo",
-        concurrency=1,
+        queues=list(queues),
+        pool="threads",
+        concurrency=3,
         perform_ping_check=False,
-        shutdown_timeout=30,
-    ) as worker:
-        yield worker
+        shutdown_timeout=60,
+    )
+
+
+@pytest.fixture
+def embedded_worker(transactional_db, tmp_path):
+    """A real Celery worker (threads of this process) on the embedded default's file broker, as
+    `make demo` runs it: no Redis needed."""
+    from config.celery import app
+
+    previous = (app.conf.broker_url, app.conf.broker_transport_options)
+    use_broker("filesystem://", file_broker_options(tmp_path / "broker"))
+    try:
+        with _start_worker(app) as worker:
+            yield worker
+    finally:
+        use_broker(*previous)
+
+
+@pytest.fixture
+def celery_worker(redis_url, transactional_db):
+    """A real Celery worker (threads of this process) consuming every queue from Redis."""
+    from config.celery import app
+
+    previous = (app.conf.broker_url, app.conf.broker_transport_options)
+    use_broker(redis_url, settings.PREFLAB_REDIS_TRANSPORT_OPTIONS)
+    app.control.purge()  # nothing left over from an earlier run may be picked up by this worker
+    try:
+        with _start_worker(app) as worker:
+            yield worker
+    finally:
+        use_broker(*previous)
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1):

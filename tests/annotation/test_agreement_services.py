@@ -191,7 +191,7 @@ def test_recompute_requests_are_debounced_until_the_run_starts():
     now = timezone.now()
     Batch.objects.filter(pk=batch.pk).update(agreement_requested_at=now)
     assert not agreement_services.agreement_recompute_request(batch_id=batch.pk, now=now)
-    # A request stuck for longer than PREFLAB_AGREEMENT_PENDING_MINUTES no longer blocks.
+    # A request stuck for longer than PREFLAB_JOBS_RESEND_SECONDS no longer blocks.
     later = now + datetime.timedelta(minutes=16)
     assert agreement_services.agreement_recompute_request(batch_id=batch.pk, now=later)
     assert AgreementReport.objects.filter(batch=batch, scope=ReportScope.BATCH).exists()

@@ -1,4 +1,5 @@
-"""The dataset pages: a researcher builds, exports and downloads in Chromium; others are kept out."""
+"""The dataset pages: a researcher builds, exports and downloads in Chromium (a real worker runs the
+build and the export, as in the demo); others are kept out."""
 
 import json
 
@@ -21,7 +22,7 @@ def media(settings, tmp_path):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_researcher_builds_a_helpfulness_dataset_and_downloads_it(page, live_server, tmp_path):
+def test_researcher_builds_a_helpfulness_dataset_and_downloads_it(page, live_server, tmp_path, embedded_worker):
     raters = AnnotatorFactory.create_batch(3)
     helpful, safety = BatchFactory(name="Week 9 help"), BatchFactory(name="Week 9 safe", focus="safety")
     for i in range(6):

@@ -1,12 +1,12 @@
-"""Annotator-written prompts in Debian's Chromium, sampled by the real small model on the in-process
-runner (the embedded default): write a prompt, watch it being sampled, rate the pair, continue the
-dialogue, and recover from a model that is missing."""
+"""Annotator-written prompts in Debian's Chromium, sampled by the real small model on a real Celery
+worker on the file broker (the embedded default, as `make demo` runs it): write a prompt, watch it
+being sampled, rate the pair, continue the dialogue, and recover from a model that is missing."""
 
 import pytest
 
 from annotation.models import Rating, Turn
-from sampling import dispatch
 from sampling.models import GenerationJob
+from tests.conftest import wait_for
 from tests.factories import AnnotatorFactory
 from tests.frontend.test_rating_page import log_in
 from tests.sampling.conftest import make_variant, prompt_batch
@@ -15,13 +15,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(trans
 
 
 @pytest.fixture
-def in_process_sampling(settings, single_torch_thread):
-    """Jobs run on the in-process runner thread, as in the embedded default; the test waits for it
-    to go idle so no sampling outlives the test's database."""
-    settings.PREFLAB_SAMPLING_INLINE = False
-    settings.PREFLAB_SAMPLING_HEARTBEAT_SECONDS = 0
-    yield
-    assert dispatch.in_process.wait_idle(120)
+def sampling_worker(embedded_worker, single_torch_thread):
+    """Jobs are sent after commit to a real worker (threads of this process on the file broker), as
+    in the embedded default; the test ends with every job it queued finished, so no sampling
+    outlives the test's database."""
+    yield embedded_worker
+    wait_for(lambda: not GenerationJob.objects.filter(status__in=["queued", "running"]).exists(), 120)
 
 
 def smollm_variants(checkpoint_path: str) -> list:
@@ -33,7 +32,7 @@ def smollm_variants(checkpoint_path: str) -> list:
 
 
 def test_write_a_prompt_rate_the_pair_and_continue_the_dialogue(
-    page, live_server, in_process_sampling, embedded_checkpoint
+    page, live_server, sampling_worker, embedded_checkpoint
 ):
     batch = prompt_batch(smollm_variants(str(embedded_checkpoint)), name="Week 9 · written prompts")
     annotator = AnnotatorFactory(username="writer")
@@ -94,7 +93,7 @@ def test_write_a_prompt_rate_the_pair_and_continue_the_dialogue(
 
 
 def test_a_missing_model_shows_a_clear_message_and_try_again_recovers(
-    page, live_server, in_process_sampling, embedded_checkpoint, tmp_path
+    page, live_server, sampling_worker, embedded_checkpoint, tmp_path
 ):
     installed_later = tmp_path / "smollm2"
     prompt_batch(smollm_variants(str(installed_later)))
@@ -117,7 +116,7 @@ def test_a_missing_model_shows_a_clear_message_and_try_again_recovers(
     assert (job.status, job.attempts) == ("done", 2)
 
 
-def test_an_over_long_prompt_is_refused_with_its_length(page, live_server, in_process_sampling, settings):
+def test_an_over_long_prompt_is_refused_with_its_length(page, live_server, settings):
     settings.PREFLAB_MAX_PROMPT_CHARS = 40
     variants = [make_variant(f"v{i}", backend="transformers", checkpoint_path="/nowhere") for i in range(2)]
     prompt_batch(variants)

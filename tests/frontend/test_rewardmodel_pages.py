@@ -1,5 +1,5 @@
-"""The reward-model pages: a researcher starts a run in Chromium, watches it train on the in-process
-training queue (the embedded default) and reads its evaluation; cancels another; scores responses
+"""The reward-model pages: a researcher starts a run in Chromium, watches a real worker train it (on
+the embedded default's file broker) and reads its evaluation; cancels another; scores responses
 and previews best-of-K. Other roles are kept out."""
 
 import csv
@@ -14,7 +14,7 @@ from rewardmodel.services import runs
 from sampling import services as sampling_services
 from tests.factories import AnnotatorFactory, UserFactory, VendorManagerFactory
 from tests.helpers import log_in
-from tests.rewardmodel.conftest import fake_server_process, server, training_queue, training_settings  # noqa: F401
+from tests.rewardmodel.conftest import fake_server_process, server, training_settings  # noqa: F401
 from tests.rewardmodel.runs import TINY, minilm_checkpoint, polite_batch, tiny_dataset
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("training_settings")]
@@ -28,7 +28,7 @@ def fill_tiny(page, **overrides):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("training_queue")
+@pytest.mark.usefixtures("embedded_worker")
 def test_a_researcher_starts_a_run_watches_it_and_reads_per_level_accuracy(page, live_server, tmp_path):
     researcher = UserFactory(username="rosa")
     dataset = tiny_dataset(researcher, [polite_batch(AnnotatorFactory.create_batch(3), 40)], name="Week 9 helpful")
@@ -86,7 +86,7 @@ def test_a_researcher_starts_a_run_watches_it_and_reads_per_level_accuracy(page,
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("training_queue")
+@pytest.mark.usefixtures("embedded_worker")
 def test_a_run_cancelled_from_its_page_keeps_its_checkpoint(page, live_server):
     researcher = UserFactory(username="rosa")
     dataset = tiny_dataset(researcher, [polite_batch(AnnotatorFactory.create_batch(3), 40)])

@@ -6,7 +6,7 @@ import pytest
 from annotation.models import Prompt
 from sampling.models import GenerationJob, ModelVariant, PairPolicy
 from tests.factories import AnnotatorFactory, BatchFactory, UserFactory
-from tests.sampling.conftest import make_variant, prompt_batch
+from tests.sampling.conftest import load_task_modules, make_variant, prompt_batch
 
 pytestmark = pytest.mark.django_db
 
@@ -47,11 +47,8 @@ def test_register_then_edit_a_variant_into_a_new_version(researcher_client):
     assert list(ModelVariant.objects.values_list("version", "is_active")) == [(2, True), (1, False)]
 
 
-def test_set_a_policy_fill_the_pool_and_see_failed_jobs(
-    researcher_client, django_capture_on_commit_callbacks, settings
-):
-    settings.PREFLAB_SAMPLING_INLINE = True
-    settings.PREFLAB_SAMPLING_HEARTBEAT_SECONDS = 0
+def test_set_a_policy_fill_the_pool_and_see_failed_jobs(researcher_client, django_capture_on_commit_callbacks):
+    load_task_modules()  # the fill's job runs eagerly when its request commits (no worker here)
     variants = [make_variant(f"gone-{i}", backend="transformers", checkpoint_path="/no/such/model") for i in (1, 2)]
     batch = BatchFactory(prompt_mode="pool")
     Prompt.objects.create(batch=batch, text="Why is the sea salty?")
@@ -75,7 +72,7 @@ def test_set_a_policy_fill_the_pool_and_see_failed_jobs(
     with django_capture_on_commit_callbacks(execute=True):
         assert researcher_client.post(f"/research/sampling-jobs/{job.pk}/retry/").status_code == 302
     job.refresh_from_db()
-    assert job.attempts == 2
+    assert (job.status, job.error_code, job.attempts) == ("failed", "model_missing", 2)  # still not installed
 
 
 def test_annotators_cannot_open_the_sampling_pages(client):

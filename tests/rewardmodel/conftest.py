@@ -1,5 +1,6 @@
-"""Fixtures of the reward-model tests: settings that keep training runs quick and observable, the
-in-process training queue, and the fake OpenAI-compatible server (a model endpoint for best-of-K)."""
+"""Fixtures of the reward-model tests: settings that keep training runs quick and observable, and the
+fake OpenAI-compatible server (a model endpoint for best-of-K). Tests that want a real worker take
+`embedded_worker` or `celery_worker` (tests/conftest.py)."""
 
 import pytest
 
@@ -16,14 +17,3 @@ def training_settings(settings, tmp_path):
     settings.PREFLAB_TRAINING_CANCEL_POLL_SECONDS = 0
     settings.PREFLAB_TRAINING_HEARTBEAT_SECONDS = 0.2
     return settings
-
-
-@pytest.fixture
-def training_queue(training_settings):
-    """The in-process training queue of the embedded default: outside a test transaction a run is
-    handed to it on commit. The test waits for it to go idle, so no run outlives its database."""
-    from config import dispatch
-
-    queue = dispatch.runner("training")
-    yield queue
-    assert queue.wait_idle(180)

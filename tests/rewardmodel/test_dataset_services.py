@@ -2,17 +2,23 @@
 
 import hashlib
 import json
+import threading
+from datetime import timedelta
 from pathlib import Path
 
 import datasets
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from annotation.models import Comparison, Rating, Turn
 from annotation.selectors import comparison_context
 from config.exceptions import Conflict, InvalidInput
+from core import jobs
 from rewardmodel import pairs, services
 from rewardmodel.models import DatasetPair, ExternalComparison, ExternalSource, HeldOutThreshold, JobStatus
+from rewardmodel.services.builds import BUILD
+from rewardmodel.services.exports import EXPORT
 from tests.factories import (
     AnnotatorFactory,
     BatchFactory,
@@ -500,14 +506,25 @@ def _selection_of(built) -> dict:
     }
 
 
-def test_a_second_delivery_is_harmless(researcher, everything):
-    assert services.dataset_build_run(build_id=everything.pk).status == JobStatus.DONE
+def test_a_second_delivery_is_harmless(researcher, everything, settings):
     pair_ids = list(DatasetPair.objects.filter(build=everything).values_list("id", flat=True))
+    again = services.dataset_build_run(build_id=everything.pk)  # the message, delivered again
+    assert (again.status, again.attempts) == (JobStatus.DONE, 1)
     assert list(DatasetPair.objects.filter(build=everything).values_list("id", flat=True)) == pair_ids  # not rebuilt
-    # A worker died mid-build: the redelivered task finds it running and starts over, to the same pairs.
-    type(everything).objects.filter(pk=everything.pk).update(status=JobStatus.RUNNING)
+
+    # A live worker holds the build (its heartbeat is fresh): another delivery leaves it alone.
+    held = {"status": JobStatus.RUNNING, "worker": "elsewhere:7", "heartbeat_at": timezone.now()}
+    type(everything).objects.filter(pk=everything.pk).update(**held)
+    busy = services.dataset_build_run(build_id=everything.pk)
+    assert (busy.status, busy.attempts, busy.worker) == (JobStatus.RUNNING, 1, "elsewhere:7")
+    assert list(DatasetPair.objects.filter(build=everything).values_list("id", flat=True)) == pair_ids
+
+    # That worker died mid-build: once its heartbeat is stale the next delivery starts over, to the same pairs.
+    stale = timezone.now() - timedelta(seconds=settings.PREFLAB_JOBS_STALE_SECONDS + 1)
+    type(everything).objects.filter(pk=everything.pk).update(heartbeat_at=stale)
     rerun = services.dataset_build_run(build_id=everything.pk)
-    assert rerun.status == JobStatus.DONE and rerun.attempts == 2 and rerun.counts == everything.counts
+    assert (rerun.status, rerun.attempts, rerun.counts) == (JobStatus.DONE, 2, everything.counts)
+    assert rerun.worker != "elsewhere:7"
     exported = export(researcher, rerun)
     assert services.dataset_export_run(export_id=exported.pk).attempts == 1
 
@@ -556,7 +573,7 @@ def test_export_streams_on_its_own_connection_while_progress_is_committed(resear
     batch = BatchFactory(overlap=1)
     for _ in range(7):
         labelled(batch, raters, A_BETTER)
-    # Outside a transaction the tasks run as soon as the rows are committed (in-process, as in the demo).
+    # Outside a transaction a build's task is sent when its row commits (and runs eagerly here).
     built = services.dataset_build_create(created_by=researcher, name="own connection", held_out_mode="fraction")
     built.refresh_from_db()
     assert built.status == JobStatus.DONE and built.counts["total"] == 7
@@ -583,6 +600,74 @@ def test_export_streams_on_its_own_connection_while_progress_is_committed(resear
     assert exported.status == JobStatus.DONE and exported.rows_done == 7
     # Another connection saw the progress grow while the export was still reading.
     assert seen_by_others[-1] >= 4 and seen_by_others == sorted(seen_by_others)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_that_fills_the_disk_keeps_no_file_and_no_thread(researcher, raters, monkeypatch, settings):
+    from rewardmodel.services import exports
+
+    batch = BatchFactory(overlap=1)
+    for _ in range(7):
+        labelled(batch, raters, A_BETTER)
+    built = build(researcher, name="for a full disk", batch_ids=[batch.pk])
+    real_open = open
+
+    def onto_a_full_disk(path, mode="r", *args, **kwargs):
+        if "w" in mode:  # the data file is created, but its bytes go to a full disk (/dev/full)
+            real_open(path, mode).close()
+            return real_open("/dev/full", mode, buffering=0)
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(exports, "open", onto_a_full_disk, raising=False)
+    settings.PREFLAB_EXPORT_FETCH_ROWS = 2  # the reader thread is still reading when the disk fills
+    failed = services.dataset_export_create(created_by=researcher, build=built)  # sent, and run, on commit
+    failed.refresh_from_db()
+    assert failed.status == JobStatus.FAILED and "The disk holding the exports is full" in failed.error
+    assert not failed.directory.exists()
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("dataset-export")]
+    monkeypatch.undo()
+
+    # A worker killed while it cleaned up leaves a directory behind: the reconciler removes it, and
+    # only it.
+    failed.directory.mkdir(parents=True)
+    (failed.directory / ".train.jsonl.tmp").write_text("{}\n")
+    done = export(researcher, built)
+    assert jobs.reconcile()["rewardmodel.remove_partial_export_files"] == [failed.pk]
+    assert not failed.directory.exists() and (done.directory / "manifest.json").is_file()
+    assert jobs.reconcile()["rewardmodel.remove_partial_export_files"] == []
+
+
+def test_the_reconciler_gives_builds_and_exports_of_dead_workers_back_until_their_last_attempt(
+    researcher, raters, settings
+):
+    batch = BatchFactory(overlap=1)
+    for _ in range(3):
+        labelled(batch, raters, A_BETTER)
+    built = build(researcher, batch_ids=[batch.pk])
+    exported = export(researcher, built)
+    stale = timezone.now() - timedelta(seconds=settings.PREFLAB_JOBS_STALE_SECONDS + 1)
+    for row in (built, exported):  # their workers died mid-way: running, heartbeats silent
+        type(row).objects.filter(pk=row.pk).update(status=JobStatus.RUNNING, heartbeat_at=stale, worker="gone:1")
+
+    summary = jobs.reconcile()  # queued again and sent (and run eagerly here)
+    assert (summary[BUILD]["recovered"], summary[EXPORT]["recovered"]) == ([built.pk], [exported.pk])
+    built.refresh_from_db()
+    exported.refresh_from_db()
+    assert (built.status, built.attempts, built.counts["total"]) == (JobStatus.DONE, 2, 3)
+    assert (exported.status, exported.attempts, sum(f["rows"] for f in exported.files)) == (JobStatus.DONE, 2, 3)
+    assert (exported.directory / "manifest.json").is_file()
+
+    # One whose worker is alive is left alone; one whose last attempt died is failed, not tried again.
+    last = settings.PREFLAB_JOBS_MAX_ATTEMPTS
+    type(exported).objects.filter(pk=exported.pk).update(status=JobStatus.RUNNING, heartbeat_at=timezone.now())
+    type(built).objects.filter(pk=built.pk).update(status=JobStatus.RUNNING, heartbeat_at=stale, attempts=last)
+    summary = jobs.reconcile()
+    assert (summary[BUILD]["recovered"], summary[EXPORT]["recovered"]) == ([], [])
+    built.refresh_from_db()
+    exported.refresh_from_db()
+    assert (built.status, built.attempts) == (JobStatus.FAILED, last)
+    assert built.error == f"The worker stopped after attempt {last} and it was not tried again."
+    assert (exported.status, exported.attempts) == (JobStatus.RUNNING, 2)
 
 
 @pytest.mark.services

@@ -9,11 +9,11 @@ from django.utils import timezone
 from transformers import AutoModelForSequenceClassification
 
 from config.exceptions import Conflict, InvalidInput
+from core import jobs
 from rewardmodel import run_selectors
 from rewardmodel.evaluation import evaluation_report
 from rewardmodel.models import BaseCheckpoint, DatasetBuild, JobStatus, RunEvaluation, RunMetric, RunStatus, TrainingRun
 from rewardmodel.services import runs
-from rewardmodel.tasks import train_reward_model_run
 from rewardmodel.training import read_checkpoint_info
 from tests.conftest import wait_for
 from tests.factories import AnnotatorFactory, UserFactory
@@ -92,23 +92,26 @@ def test_a_delivery_while_the_run_trains_elsewhere_is_a_no_op(researcher, raters
     assert not run.directory.exists()
 
 
-def cancelled_run(researcher, raters, queue) -> TrainingRun:
-    """A run of three epochs, trained by the in-process training queue (as in the embedded default)
-    and cancelled from this thread after its third step."""
+def cancelled_run(researcher, raters) -> TrainingRun:
+    """A run of three epochs, trained by a real worker (as in the embedded default) and cancelled from
+    this thread after its third step."""
     run = start(researcher, tiny_dataset(researcher, [polite_batch(raters, 40)]), hyperparameters={**TINY, "epochs": 3})
     wait_for(lambda: TrainingRun.objects.get(pk=run.pk).step >= 3, timeout=120, interval=0.02)
     assert runs.run_cancel(run=run).status == "cancelling"
-    assert queue.wait_idle(120)
-    run.refresh_from_db()
+    run = wait_for(lambda: TrainingRun.objects.filter(pk=run.pk).exclude(status__in=runs.ACTIVE).first(), 120)
     assert run.status == RunStatus.CANCELLED, run.error
     return run
 
 
+def finished(run: TrainingRun) -> TrainingRun:
+    return wait_for(lambda: TrainingRun.objects.filter(pk=run.pk, status__in=["succeeded", "failed"]).first(), 180)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_cancel_stops_the_run_and_keeps_a_loadable_checkpoint_which_resume_continues(
-    researcher, raters, training_queue
+    researcher, raters, embedded_worker
 ):
-    run = cancelled_run(researcher, raters, training_queue)
+    run = cancelled_run(researcher, raters)
     total = run.total_steps
     assert run.status == RunStatus.CANCELLED and 3 <= run.step < total and total % 3 == 0
     assert run.output_path == f"checkpoint-{run.step}" and run.last_checkpoint_step == run.step
@@ -120,36 +123,49 @@ def test_cancel_stops_the_run_and_keeps_a_loadable_checkpoint_which_resume_conti
         runs.run_cancel(run=run)
 
     kept = dict(RunMetric.objects.filter(run=run).values_list("step", "pk"))
-    resumed = runs.run_resume(run=run)
+    resumed = runs.run_resume(run=run)  # sent to the worker again when it commits
     assert (resumed.status, resumed.output_path) == ("queued", "")
-    assert training_queue.wait_idle(120)
-    finished = TrainingRun.objects.get(pk=run.pk)
-    assert (finished.status, finished.step, finished.attempts, finished.output_path) == ("succeeded", total, 2, "final")
+    done = finished(run)
+    assert (done.status, done.step, done.attempts, done.output_path) == ("succeeded", total, 2, "final")
     steps = dict(RunMetric.objects.filter(run=run).values_list("step", "pk"))
     assert list(steps) == list(range(1, total + 1))
     assert all(steps[s] == pk for s, pk in kept.items())  # continued after the checkpoint, not from scratch
-    assert finished.evaluations.get().status == "done"
+    assert done.evaluations.get().status == "done"
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_run_whose_worker_died_is_resumed_from_its_checkpoint_by_the_next_delivery(
-    researcher, raters, training_queue
-):
-    run = cancelled_run(researcher, raters, training_queue)
+def test_the_reconciler_resumes_a_run_whose_worker_died_from_its_checkpoint(researcher, raters, embedded_worker):
+    run = cancelled_run(researcher, raters)
     at_checkpoint, total = run.step, run.total_steps
     kept = dict(RunMetric.objects.filter(run=run).values_list("step", "pk"))
     # As if the worker had been killed right after saving that checkpoint: running, heartbeat silent.
-    TrainingRun.objects.filter(pk=run.pk).update(
-        status="running", output_path="", heartbeat_at=timezone.now() - timedelta(minutes=10), worker="gone:1"
-    )
+    silent = timezone.now() - timedelta(minutes=10)
+    TrainingRun.objects.filter(pk=run.pk).update(status="running", output_path="", heartbeat_at=silent, worker="gone:1")
     (run.directory / ".tmp-checkpoint-99").mkdir()  # a save the kill interrupted
 
-    finished = train_reward_model_run(run.pk) and TrainingRun.objects.get(pk=run.pk)  # the message, delivered again
-    assert (finished.status, finished.step, finished.attempts) == ("succeeded", total, 2)
-    assert finished.worker != "gone:1"
+    assert jobs.reconcile()[runs.TRAINING]["recovered"] == [run.pk]  # queued again, and sent to the worker
+    done = finished(run)
+    assert (done.status, done.step, done.attempts) == ("succeeded", total, 2)
+    assert done.worker != "gone:1" and done.dispatch_count == 2
     steps = dict(RunMetric.objects.filter(run=run).values_list("step", "pk"))
     assert list(steps) == list(range(1, total + 1)) and all(steps[s] == kept[s] for s in range(1, at_checkpoint + 1))
     assert not list(run.directory.glob(".tmp-*")) and not list(run.directory.glob("checkpoint-*"))
+    assert jobs.reconcile()[runs.TRAINING] == {"resent": [], "recovered": []}
+
+
+@pytest.mark.django_db
+def test_a_run_whose_worker_died_is_taken_over_only_once_its_heartbeat_is_stale(researcher, raters, settings):
+    run = start(researcher, tiny_dataset(researcher, [polite_batch(raters, 8)], test_fraction=0))
+    recently = timezone.now() - timedelta(seconds=settings.PREFLAB_TRAINING_STALE_SECONDS - 30)
+    TrainingRun.objects.filter(pk=run.pk).update(status="running", attempts=1, heartbeat_at=recently, worker="gpu-1:7")
+    assert jobs.reconcile()[runs.TRAINING]["recovered"] == []  # slow, perhaps, but not dead
+    assert runs.run_execute(run_id=run.pk).busy
+
+    long_ago = timezone.now() - timedelta(seconds=settings.PREFLAB_TRAINING_STALE_SECONDS + 1)
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=long_ago)
+    outcome = runs.run_execute(run_id=run.pk)  # the message delivered again finds it dead and resumes it
+    assert (outcome.status, outcome.run.attempts) == ("succeeded", 2)
+    assert outcome.run.worker != "gpu-1:7"
 
 
 @pytest.mark.django_db
@@ -163,8 +179,15 @@ def test_cancel_of_a_queued_or_dead_run_is_immediate(researcher, raters):
     dead = start(researcher, dataset)
     old = timezone.now() - timedelta(minutes=10)
     TrainingRun.objects.filter(pk=dead.pk).update(status="cancelling", heartbeat_at=old)
-    assert runs.runs_recover_stale() == [dead.pk]
-    assert TrainingRun.objects.get(pk=dead.pk).status == "cancelled"
+    # The reconciler finishes the cancel of a run whose worker died: nothing is queued or trained again.
+    assert jobs.reconcile()[runs.TRAINING] == {"resent": [], "recovered": []}
+    dead.refresh_from_db()
+    assert (dead.status, dead.attempts) == ("cancelled", 0) and dead.finished_at is not None
+    assert not dead.directory.exists()
+
+    dying = start(researcher, dataset)
+    TrainingRun.objects.filter(pk=dying.pk).update(status="running", heartbeat_at=old)
+    assert runs.run_cancel(run=dying).status == "cancelled"  # its worker is gone: nothing to wait for
 
 
 @pytest.mark.django_db
@@ -209,7 +232,9 @@ def test_hyperparameters_are_llama_2_under_the_checkpoints_suggestions_under_the
 
 
 @pytest.mark.django_db
-def test_a_safety_run_is_evaluated_per_safety_bin_and_on_another_dataset(researcher, raters, settings):
+def test_a_safety_run_is_evaluated_per_safety_bin_and_on_another_dataset(
+    researcher, raters, django_capture_on_commit_callbacks
+):
     helpful = polite_batch(raters, 16, name="Week 1 help")
     safety = polite_batch(raters, 40, focus="safety", seed=3, name="Week 1 safety")
     safety_data = tiny_dataset(researcher, [helpful, safety], mix="safety", name="safety mix")
@@ -223,12 +248,15 @@ def test_a_safety_run_is_evaluated_per_safety_bin_and_on_another_dataset(researc
     assert table["all"]["n"] == sum(row["all"]["n"] for row in table["rows"]) > 0
 
     helpful_data = tiny_dataset(researcher, [helpful], name="helpful only", test_fraction=0.5)
-    evaluation = runs.evaluation_create(run=run, dataset=helpful_data, created_by=researcher)
+    with django_capture_on_commit_callbacks(execute=True):
+        evaluation = runs.evaluation_create(run=run, dataset=helpful_data, created_by=researcher)
     assert evaluation.status == "queued"
-    done = runs.evaluation_run(evaluation_id=evaluation.pk)
-    assert (done.status, done.n) == ("done", helpful_data.pairs.filter(split="test").count())
+    done = RunEvaluation.objects.get(pk=evaluation.pk)  # sent when it committed, run eagerly here
+    assert (done.status, done.n, done.attempts) == ("done", helpful_data.pairs.filter(split="test").count(), 1)
     assert "by_safety" not in done.report and done.report["by_strength"]["avg"]["n"] == done.n
     assert RunEvaluation.objects.filter(run=run).count() == 2
+    again = runs.evaluation_run(evaluation_id=evaluation.pk)  # the message, delivered again
+    assert (again.status, again.attempts, again.finished_at) == ("done", 1, done.finished_at)
 
 
 def test_evaluation_tables_on_a_fixed_tiny_set():

@@ -1,27 +1,37 @@
-"""The training task: its queue, a message delivered twice, a real Celery worker through Redis, and a
-worker process whose pool child is killed in the middle of a run."""
+"""The training task: its queue, a message delivered twice, a broker that is down, a message that was
+lost, a real Celery worker (in this process on the file broker, and through Redis), and a worker
+process whose pool child is killed in the middle of a run."""
 
+import base64
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from config.celery import app
-from rewardmodel.models import RunMetric, TrainingRun
+from core import jobs
+from rewardmodel.models import DatasetExport, RunEvaluation, RunMetric, TrainingRun
 from rewardmodel.services import runs
-from rewardmodel.tasks import evaluate_reward_model, train_reward_model_run
-from tests.conftest import wait_for
+from rewardmodel.services.builds import BUILD
+from rewardmodel.services.exports import EXPORT
+from rewardmodel.tasks import build_dataset, evaluate_reward_model, run_export, train_reward_model_run
+from tests.conftest import file_broker_options, use_broker, wait_for
 from tests.factories import AnnotatorFactory, UserFactory
 
 from .runs import TINY, minilm_checkpoint, polite_batch, tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
+FINISHED = ["succeeded", "failed", "cancelled"]
 pytestmark = pytest.mark.usefixtures("training_settings")
 
 
@@ -36,13 +46,90 @@ def new_run(n: int = 24, **hyperparameters) -> TrainingRun:
     )
 
 
-def test_training_goes_to_the_training_queue_and_is_given_back_when_its_worker_dies():
-    route = app.amqp.router.route
-    assert route({}, train_reward_model_run.name)["queue"].name == "training"
-    assert route({}, evaluate_reward_model.name)["queue"].name == "default"
-    assert train_reward_model_run.acks_late and train_reward_model_run.reject_on_worker_lost
+def finished(run: TrainingRun) -> TrainingRun | None:
+    return TrainingRun.objects.filter(pk=run.pk, status__in=FINISHED).first()
+
+
+@pytest.fixture
+def file_broker(tmp_path):
+    """This process sends to kombu's file broker in a folder of its own, which no worker reads: each
+    message stays there as a file named <time>_<uuid>.<queue>.msg."""
+    previous = (app.conf.broker_url, app.conf.broker_transport_options, app.conf.task_always_eager)
+    app.conf.task_always_eager = False
+    use_broker("filesystem://", file_broker_options(tmp_path / "broker"))
+    try:
+        yield tmp_path / "broker" / "messages"
+    finally:
+        use_broker(*previous[:2])
+        app.conf.task_always_eager = previous[2]
+
+
+def sent(messages: Path) -> list[tuple[str, str, list]]:
+    """(queue, task name, arguments) of the messages in the file broker's folder."""
+    found = []
+    for path in messages.glob("*.msg"):
+        queue = path.name.rsplit(".", 2)[1]
+        message = json.loads(path.read_bytes())
+        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        found.append((queue, message["headers"]["task"], args))
+    return sorted(found)
+
+
+def test_each_kind_of_work_names_its_task_and_queue():
+    for kind_name, task, queue in (
+        (runs.TRAINING, train_reward_model_run, "training"),
+        (runs.EVALUATION, evaluate_reward_model, "default"),
+        (BUILD, build_dataset, "default"),
+        (EXPORT, run_export, "default"),
+    ):
+        kind = jobs.kind(kind_name)
+        assert (kind.task, kind.queue, task.queue) == (task.name, queue, queue)
+        # Long work: acknowledged after it ran, given back when its worker process dies.
+        assert task.acks_late and task.reject_on_worker_lost
+    assert train_reward_model_run.name == "rewardmodel.train_reward_model"
     assert app.conf.worker_prefetch_multiplier == 1
-    assert app.conf.broker_transport_options["visibility_timeout"] >= 48 * 3600
+    if settings.REDIS_URL:  # Redis must not hand a run that is still training to a second worker
+        assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] >= 48 * 3600
+
+
+@pytest.mark.django_db
+def test_each_message_goes_to_its_kinds_queue(file_broker):
+    run = new_run(8)
+    evaluation = RunEvaluation.objects.create(run=run, dataset=run.dataset)
+    export = DatasetExport.objects.create(build=run.dataset)
+    for kind_name, pk in ((runs.TRAINING, run.pk), (runs.EVALUATION, evaluation.pk), (BUILD, run.dataset.pk)):
+        assert jobs.send(kind_name, [pk]) == 1
+    jobs.send(EXPORT, [export.pk])
+    assert sent(file_broker) == sorted(
+        [
+            ("training", "rewardmodel.train_reward_model", [run.pk]),
+            ("default", "rewardmodel.evaluate_reward_model", [evaluation.pk]),
+            ("default", "rewardmodel.build_dataset", [run.dataset.pk]),
+            ("default", "rewardmodel.run_export", [export.pk]),
+        ]
+    )
+    run.refresh_from_db()
+    assert (run.status, run.dispatch_count, run.attempts) == ("queued", 1, 0)  # sent, not yet taken
+
+
+@pytest.mark.django_db
+def test_a_run_started_while_the_broker_is_down_stays_queued_and_is_sent_again(
+    file_broker, django_capture_on_commit_callbacks
+):
+    shutil.rmtree(file_broker)  # the broker takes no message
+    with django_capture_on_commit_callbacks(execute=True):
+        run = new_run(8)  # the request does not fail
+    run.refresh_from_db()
+    assert (run.status, run.dispatch_count, run.error) == ("queued", 1, "") and run.dispatched_at is not None
+
+    file_broker.mkdir()  # the broker is back
+    assert jobs.reconcile()[runs.TRAINING]["resent"] == []  # sent moments ago: not due yet
+    due = timezone.now() + timedelta(seconds=settings.PREFLAB_JOBS_RESEND_SECONDS + 1)
+    assert jobs.reconcile(now=due)[runs.TRAINING]["resent"] == [run.pk]
+    training = [message for message in sent(file_broker) if message[0] == "training"]
+    assert training == [("training", "rewardmodel.train_reward_model", [run.pk])]
+    run.refresh_from_db()
+    assert (run.status, run.dispatch_count) == ("queued", 2)
 
 
 @pytest.mark.django_db
@@ -56,40 +143,42 @@ def test_a_message_delivered_twice_trains_once():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_second_delivery_while_the_run_trains_does_not_start_it_twice(training_queue):
-    run = new_run(40, epochs=3)  # committed: the in-process training queue takes it at once
+def test_a_second_delivery_while_the_run_trains_does_not_start_it_twice(embedded_worker):
+    run = new_run(40, epochs=3)  # committed: sent to the worker, which starts training it
     wait_for(lambda: TrainingRun.objects.get(pk=run.pk).step >= 1, timeout=120, interval=0.02)
-    assert train_reward_model_run(run.pk) == "busy"
-    assert training_queue.wait_idle(120)
-    run.refresh_from_db()
-    assert (run.status, run.attempts, run.step) == ("succeeded", 1, run.total_steps)
-    assert list(run.steps.values_list("step", flat=True)) == list(range(1, run.total_steps + 1))
+    assert train_reward_model_run(run.pk) == "busy"  # delivered here while the worker trains it
+    jobs.send(runs.TRAINING, [run.pk])  # and once more through the broker, to the worker
+    done = wait_for(lambda: finished(run), timeout=180)
+    assert (done.status, done.attempts, done.step, done.dispatch_count) == ("succeeded", 1, done.total_steps, 2)
+    assert list(done.steps.values_list("step", flat=True)) == list(range(1, done.total_steps + 1))
 
 
 @pytest.mark.django_db(transaction=True)
-def test_queued_runs_lost_with_a_restarted_server_are_queued_again(training_queue):
-    """The embedded default queues runs in memory; after a restart the pages hand them over again."""
-    run = new_run(16)
-    assert training_queue.wait_idle(120)
+def test_a_queued_run_whose_message_was_lost_is_sent_by_the_reconciler_and_trained(embedded_worker):
+    researcher = UserFactory()
+    dataset = tiny_dataset(researcher, [polite_batch(AnnotatorFactory.create_batch(3), 16)])
+    # Queued, but its message never reached a worker (a broker that lost it, a process killed
+    # between the commit and the send).
     lost = TrainingRun.objects.create(
-        name="queued before the restart",
-        kind=run.kind,
-        dataset=run.dataset,
-        base_checkpoint=run.base_checkpoint,
-        hyperparameters=run.hyperparameters,
+        name="its message was lost",
+        kind="helpfulness",
+        dataset=dataset,
+        base_checkpoint=minilm_checkpoint(),
+        hyperparameters=runs.validate_hyperparameters(TINY),
     )
-    assert runs.runs_recover_in_process() == [lost.pk]
-    assert runs.runs_recover_in_process() == []  # held by the queue now: not handed over twice
-    assert training_queue.wait_idle(120)
-    assert TrainingRun.objects.get(pk=lost.pk).status == "succeeded"
-    assert runs.runs_recover_in_process() == []
+    assert jobs.reconcile()[runs.TRAINING]["resent"] == [lost.pk]
+    assert jobs.reconcile()[runs.TRAINING]["resent"] == []  # sent just now: not sent twice
+    done = wait_for(lambda: finished(lost), timeout=180)
+    assert (done.status, done.attempts, done.dispatch_count) == ("succeeded", 1, 1), done.error
+    assert done.evaluations.get().status == "done"
+    assert jobs.reconcile()[runs.TRAINING] == {"resent": [], "recovered": []}
 
 
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_a_run_is_trained_by_a_celery_worker_through_redis(celery_worker):
-    run = new_run()  # queued to Redis when the transaction commits
-    done = wait_for(lambda: TrainingRun.objects.filter(pk=run.pk, status__in=["succeeded", "failed"]).first(), 180)
+    run = new_run()  # sent to Redis when the transaction commits
+    done = wait_for(lambda: finished(run), 180)
     assert done.status == "succeeded", done.error
     assert done.attempts == 1 and done.celery_task_id and done.worker
     assert done.evaluations.get().status == "done"
@@ -108,10 +197,15 @@ def _database_url() -> str:
 
 @pytest.mark.services
 @pytest.mark.slow
-def test_a_run_survives_its_worker_being_killed(postgres, redis_url, transactional_db):
-    """SIGKILL the pool process mid-run: the message comes back (acks_late, reject on worker lost),
-    the next delivery waits until the dead run's heartbeat is stale, then resumes from its checkpoint."""
-    app.conf.broker_url = redis_url
+def test_a_run_survives_its_worker_being_killed(postgres, redis_url, transactional_db, settings):
+    """SIGKILL the pool process mid-run: the message comes back (acks_late, reject on worker lost) and
+    finds the run still held (its heartbeat is fresh), so it does nothing; once the heartbeat is stale
+    the reconciler gives the run back to the queue and the worker resumes it from its checkpoint."""
+    # This process runs the reconciler. Longer than the killed message takes to come back, so that
+    # delivery finds the run still held and only the reconciler can give it back.
+    settings.PREFLAB_TRAINING_STALE_SECONDS = 10
+    previous = (app.conf.broker_url, app.conf.broker_transport_options)
+    use_broker(redis_url, {"visibility_timeout": 48 * 3600})
     app.conf.task_always_eager = False
     app.control.purge()
     env = {
@@ -121,7 +215,7 @@ def test_a_run_survives_its_worker_being_killed(postgres, redis_url, transaction
         "PREFLAB_MEDIA_ROOT": settings.MEDIA_ROOT,
         "PREFLAB_TORCH_THREADS": "1",
         "PREFLAB_TRAINING_HEARTBEAT_SECONDS": "0.5",
-        "PREFLAB_TRAINING_STALE_SECONDS": "3",
+        "PREFLAB_TRAINING_STALE_SECONDS": str(settings.PREFLAB_TRAINING_STALE_SECONDS),
         "PREFLAB_TRAINING_PROGRESS_SECONDS": "0",
     }
     worker = subprocess.Popen(
@@ -143,8 +237,16 @@ def test_a_run_survives_its_worker_being_killed(postgres, redis_url, transaction
         assert pid != worker.pid  # the pool child, not the main process
         os.kill(pid, signal.SIGKILL)
 
-        done = wait_for(lambda: TrainingRun.objects.filter(pk=run.pk, status__in=["succeeded", "failed"]).first(), 300)
+        recovered = []
+
+        def reconciled_until_finished():
+            # What celery beat runs every PREFLAB_RECONCILE_SECONDS.
+            recovered.extend(jobs.reconcile()[runs.TRAINING]["recovered"])
+            return finished(run)
+
+        done = wait_for(reconciled_until_finished, 300, interval=1)
         assert done.status == "succeeded", done.error
+        assert recovered == [run.pk]  # the message that came back found the run held; the reconciler gave it back
         assert done.attempts == 2 and done.step == done.total_steps
         steps = dict(RunMetric.objects.filter(run=run).values_list("step", "pk"))
         assert list(steps) == list(range(1, done.total_steps + 1))
@@ -157,3 +259,4 @@ def test_a_run_survives_its_worker_being_killed(postgres, redis_url, transaction
             worker.kill()
             worker.wait(timeout=10)
         app.control.purge()
+        use_broker(*previous)

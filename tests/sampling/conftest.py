@@ -1,5 +1,9 @@
-"""Fixtures of the sampling tests: the fake OpenAI-compatible server process, and settings that
-keep sampling synchronous, single-threaded and quick on the shared two-core CI machine."""
+"""Fixtures of the sampling tests: the fake OpenAI-compatible server process, the task modules
+loaded as a worker loads them, and settings that keep sampling single-threaded and quick on the
+shared two-core CI machine.
+
+Unit tests run a job's task eagerly when the transaction that queued it commits (tests/conftest.py
+asks Celery for eager execution unless a test takes a real worker: `embedded_worker`, `celery_worker`)."""
 
 from __future__ import annotations
 
@@ -59,12 +63,26 @@ def server(fake_server_process: str) -> FakeServer:
     return fake
 
 
+def load_task_modules() -> None:
+    """Register every app's tasks, as a worker does when it starts.
+
+    core.jobs.send_task looks an eager task up by name in the app's registry, which Celery fills only
+    when a worker starts or a tasks module is imported: without this, a test that sends a generation
+    job eagerly fails with NotRegistered unless an earlier test happened to import sampling.tasks.
+    """
+    from config.celery import app
+
+    app.loader.import_default_modules()
+
+
+@pytest.fixture(autouse=True)
+def _task_modules_loaded() -> None:
+    load_task_modules()
+
+
 @pytest.fixture(autouse=True)
 def _sampling_settings(settings) -> None:
-    """Generation runs inside the request that queues it (no thread to outlive the test's
-    transaction), on one torch thread, with quick endpoint retries and no heartbeat thread."""
-    settings.PREFLAB_SAMPLING_INLINE = True
-    settings.PREFLAB_SAMPLING_HEARTBEAT_SECONDS = 0
+    """One torch thread, quick endpoint retries."""
     settings.PREFLAB_TORCH_THREADS = 1
     settings.PREFLAB_OPENAI_MAX_ATTEMPTS = 2
     settings.PREFLAB_OPENAI_CONNECT_TIMEOUT = 1.0

@@ -2,10 +2,13 @@
 own jobs and never see a model's name."""
 
 import json
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from annotation.models import Assignment, Prompt
+from core import jobs
 from sampling.models import GenerationJob, ModelVariant
 from tests.factories import AnnotatorFactory, BatchFactory, UserFactory
 from tests.helpers import client_for
@@ -173,3 +176,22 @@ def test_vendor_managers_and_non_writers_get_nothing(endpoint_variants):
     refused = client_for(AnnotatorFactory()).post("/api/generation-jobs/", {"batch": batch.pk, "prompt": "Hello"})
     assert refused.status_code == 409 and "prepared in advance" in refused.json()["detail"]
     assert ModelVariant.objects.count() == 2
+
+
+def test_polling_a_job_writes_nothing_and_the_reconciler_fails_one_whose_worker_died(endpoint_variants, settings):
+    settings.PREFLAB_SAMPLING_MAX_ATTEMPTS = 1
+    writer = client_for(AnnotatorFactory())
+    batch = prompt_batch(endpoint_variants)
+    job_id = writer.post("/api/generation-jobs/", {"batch": batch.pk, "prompt": "Hi"}).json()["id"]  # never sent
+    GenerationJob.objects.filter(pk=job_id).update(
+        status="running", attempts=1, worker="gone:1", heartbeat_at=timezone.now() - timedelta(minutes=5)
+    )
+    before = GenerationJob.objects.values().get(pk=job_id)
+
+    assert writer.get(f"/api/generation-jobs/{job_id}/").json()["status"] == "running"
+    assert writer.get("/api/generation-jobs/current/", {"batch": batch.pk}).json()["status"] == "running"
+    assert GenerationJob.objects.values().get(pk=job_id) == before  # a GET is a read
+
+    jobs.reconcile()
+    polled = writer.get(f"/api/generation-jobs/{job_id}/").json()
+    assert (polled["status"], polled["error_code"], polled["retryable"]) == ("failed", "interrupted", True)

@@ -1,4 +1,5 @@
-"""Prompt rendering: the Llama 2 chat format against hand-written strings, refusals, dispatch.
+"""Prompt rendering: the Llama 2 chat format against hand-written strings, refusals, and which
+template `render_prompt` chooses (the model's own or Llama 2).
 
 The expected strings are written out from Meta's reference ``chat_completion`` (llama/generation.py):
 each finished pair is ``BOS + "[INST] {user} [/INST] {answer} " + EOS``, the last user turn is
