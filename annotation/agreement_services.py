@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import BooleanField, Case, F, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import BooleanField, Case, Exists, F, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
 from accounts.models import User, Vendor
@@ -62,20 +62,33 @@ def _pending_expiry() -> timedelta:
 
 
 def agreement_recompute_request(*, batch_id: int, force: bool = False, now=None) -> bool:
-    """Queue a recompute of the batch's agreement unless one is already queued. True if asked.
+    """Ask for a recompute of the batch's agreement unless one is pending. True if asked.
 
-    `force` (a researcher's "recompute now") asks even when another request is pending. A broker
-    that does not answer is logged, never raised: the reconciler asks again when it is back.
+    Called inside the caller's transaction (a rating's): the flag is set in that transaction, so a
+    completing rating commits once, and the task is sent after commit. Without `force` nothing is
+    asked while a request is pending, nor within PREFLAB_AGREEMENT_MIN_INTERVAL_SECONDS of the last
+    report: a busy batch is recomputed at that pace, not after every completed comparison, and the
+    reconciler asks for what those ratings changed on its next pass. `force` (a researcher's
+    "recompute now") always asks. A broker that does not answer is logged, never raised.
     """
     now = now or timezone.now()
     batches = Batch.objects.filter(pk=batch_id)
     if not force:
+        recent_report = AgreementReport.objects.filter(
+            batch=OuterRef("pk"),
+            scope=ReportScope.BATCH,
+            computed_at__gt=now - timedelta(seconds=settings.PREFLAB_AGREEMENT_MIN_INTERVAL_SECONDS),
+        )
         batches = batches.filter(
             Q(agreement_requested_at__isnull=True) | Q(agreement_requested_at__lt=now - _pending_expiry())
-        )
+        ).exclude(Exists(recent_report))
     if not batches.update(agreement_requested_at=now):
         return False
-    jobs.send_task("annotation.recompute_agreement", [batch_id], queue="default")
+
+    def send_after_commit() -> None:
+        jobs.send_task("annotation.recompute_agreement", [batch_id], queue="default")
+
+    transaction.on_commit(send_after_commit, robust=True)
     return True
 
 

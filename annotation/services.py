@@ -340,12 +340,12 @@ def rating_submit(
             comparison_label_refresh(comparison=comparison, now=now)
             is_check = comparison.is_gold or comparison.repeat_of_id is not None
             if is_check or (was_open and comparison.status == ComparisonStatus.COMPLETE):
-                # Agreement follows completed comparisons and quality checks, off the request path;
-                # robust: a broker that is down must not turn a stored rating into an error.
+                # Agreement follows completed comparisons and quality checks, off the request path:
+                # the request is one conditional UPDATE in this transaction, the task is sent after
+                # commit (a broker that is down never turns a stored rating into an error).
                 from .agreement_services import agreement_recompute_request
 
-                batch_id = batch.id
-                transaction.on_commit(lambda: agreement_recompute_request(batch_id=batch_id), robust=True)
+                agreement_recompute_request(batch_id=batch.id, now=now)
             return RatingResult(rating=rating, created=True)
     except IntegrityError:
         # A concurrent twin with the same key won the race: answer with its rating.
@@ -547,8 +547,8 @@ def gold_promote_unanimous(
 def _request_agreement_after_commit(batch_id: int) -> None:
     from .agreement_services import agreement_recompute_request
 
-    # A lambda, not functools.partial: Django names a failing robust callback by its __qualname__.
-    transaction.on_commit(lambda: agreement_recompute_request(batch_id=batch_id), robust=True)
+    # Gold changes no rating, so the reconciler would not notice them: always ask (researchers' actions).
+    agreement_recompute_request(batch_id=batch_id, force=True)  # the task itself is sent after commit
 
 
 def _variants_by_name(names: set[str], created_by: User | None) -> dict:

@@ -80,6 +80,13 @@ WORKER_FIXTURES = ("celery_worker", "embedded_worker", "own_redis")
 
 
 @pytest.fixture(autouse=True)
+def _agreement_follows_every_completed_comparison(settings):
+    """Without a reconciler running, a report must not wait out the minimum interval between
+    recomputes (tests of that interval set it themselves)."""
+    settings.PREFLAB_AGREEMENT_MIN_INTERVAL_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
 def _celery_runs_eagerly_unless_a_worker_is_asked_for(request):
     """Unit tests run tasks eagerly, inside the caller, unless they take a real worker."""
     from config.celery import app

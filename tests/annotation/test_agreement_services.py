@@ -169,32 +169,22 @@ def test_completing_a_comparison_queues_one_recompute_after_commit(django_captur
 
 
 @pytest.mark.django_db
-def test_a_broker_outage_never_fails_the_rating(django_capture_on_commit_callbacks, monkeypatch):
-    from annotation import tasks
-
-    def broker_down(*args, **kwargs):
-        raise ConnectionError("Redis is not answering")
-
-    monkeypatch.setattr(tasks.recompute_agreement, "delay", broker_down)
-    batch = BatchFactory(overlap=1)
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        comparison = complete_one(batch, AnnotatorFactory.create_batch(1))
-    assert len(callbacks) == 1
-    assert Comparison.objects.get(pk=comparison.pk).status == "complete"
-    # Nothing is left pending, so the next completed comparison asks again.
-    assert Batch.objects.get(pk=batch.pk).agreement_requested_at is None
-
-
-@pytest.mark.django_db
-def test_recompute_requests_are_debounced_until_the_run_starts():
+def test_recompute_requests_are_debounced_until_the_run_starts(django_capture_on_commit_callbacks, settings):
+    settings.PREFLAB_AGREEMENT_MIN_INTERVAL_SECONDS = 10
     batch = BatchFactory()
     now = timezone.now()
     Batch.objects.filter(pk=batch.pk).update(agreement_requested_at=now)
     assert not agreement_services.agreement_recompute_request(batch_id=batch.pk, now=now)
     # A request stuck for longer than PREFLAB_JOBS_RESEND_SECONDS no longer blocks.
     later = now + datetime.timedelta(minutes=16)
-    assert agreement_services.agreement_recompute_request(batch_id=batch.pk, now=later)
-    assert AgreementReport.objects.filter(batch=batch, scope=ReportScope.BATCH).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert agreement_services.agreement_recompute_request(batch_id=batch.pk, now=later)
+    report = AgreementReport.objects.get(batch=batch, scope=ReportScope.BATCH)
+    # Within the minimum interval after a report nothing is asked (the reconciler catches up) ...
+    soon = report.computed_at + datetime.timedelta(seconds=5)
+    assert not agreement_services.agreement_recompute_request(batch_id=batch.pk, now=soon)
+    assert agreement_services.agreement_recompute_request(batch_id=batch.pk, now=soon + datetime.timedelta(seconds=6))
+    # ... and a researcher's "recompute now" always asks.
     Batch.objects.filter(pk=batch.pk).update(agreement_requested_at=now)
     assert agreement_services.agreement_recompute_request(batch_id=batch.pk, force=True)
 
