@@ -3,7 +3,7 @@
 from django import template
 from django.conf import settings
 
-from sampling.pairs import PolicyError, TemperatureSpec
+from sampling.draws import PolicyError, TemperatureSpec
 from sampling.selectors import policy_for
 
 register = template.Library()

@@ -16,6 +16,7 @@ from core import jobs
 from sampling import services
 from sampling.models import GenerationJob, ModelVariant, PairPolicy
 from sampling.services import GENERATION
+from sampling.services.generation import pair_plan
 from tests.conftest import use_broker
 from tests.factories import AnnotatorFactory, BatchFactory, VariantFactory
 from tests.sampling.conftest import make_variant, prompt_batch
@@ -577,6 +578,6 @@ def test_job_seeds_make_reruns_choose_the_same_pair(endpoint_variants):
         [*endpoint_variants, make_variant("third", backend="openai", base_url="http://h", api_model="x")]
     )
     job = services.prompt_submit(annotator=AnnotatorFactory(), batch=batch, text="Hello")
-    first = services._plan(job)
-    again = services._plan(GenerationJob.objects.get(pk=job.pk))
+    first = pair_plan(job)
+    again = pair_plan(GenerationJob.objects.get(pk=job.pk))
     assert [s.draw for s in first.sides] == [s.draw for s in again.sides]

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from sampling.pairs import PolicyError, TemperatureSpec, draw_pair
+from sampling.draws import PolicyError, TemperatureSpec, draw_pair
 
 
 @pytest.mark.parametrize(
