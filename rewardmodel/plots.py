@@ -1,6 +1,6 @@
 """SVG plots of reward-model training (pure Python, no Django): the training curves and the reward
 distributions of chosen and rejected responses. Built on the axes, frame and legend of
-`annotation.plots`, so every plot in Preflab looks alike; each one has a CSV beside it on the page.
+`core.svg`, so every plot in Preflab looks alike; each one has a CSV beside it on the page.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from annotation.plots import COLORS, _empty, _Frame, _legend, _svg, _text, _x_axis, _y_axis, nice_ticks
+from core import svg
+from core.svg import COLORS, nice_ticks
 
 CHOSEN = COLORS["helpfulness"]
 REJECTED = COLORS["safety"]
@@ -53,7 +54,7 @@ def curve_svg(
     left; ``reference`` draws a dashed horizontal line (e.g. chance accuracy)."""
     points = [p for s in series for p in s.points if math.isfinite(p[1])]
     if not points:
-        return _empty(width, 140, title, empty)
+        return svg.empty(width, 140, title, empty)
     x_high = max(total_steps or 0, max(x for x, _ in points), 1)
     if y_domain is None:
         low, high = min(y for _, y in points), max(y for _, y in points)
@@ -62,8 +63,8 @@ def curve_svg(
     else:
         ticks = nice_ticks(*y_domain, 4)
     x_ticks = [t for t in nice_ticks(0, x_high, 6) if t <= x_high] or [0, x_high]
-    frame = _Frame(width, height, 58, 14, 34, 44, (0, x_high), y_domain)
-    parts = [_y_axis(frame, y_label, ticks), _x_axis(frame, x_label, x_ticks)]
+    frame = svg.Frame(width, height, 58, 14, 34, 44, (0, x_high), y_domain)
+    parts = [svg.y_axis(frame, y_label, ticks), svg.x_axis(frame, x_label, x_ticks)]
     if reference is not None:
         value, label = reference
         y = frame.y(value)
@@ -71,7 +72,7 @@ def curve_svg(
             f'<line x1="{frame.left}" x2="{frame.left + frame.plot_width:.1f}" y1="{y:.1f}" y2="{y:.1f}" '
             f'stroke="{COLORS["muted"]}" stroke-dasharray="4 4"><title>{escape(label)}</title></line>'
         )
-        parts.append(_text(frame.left + frame.plot_width - 4, y - 5, label, size=10, anchor="end"))
+        parts.append(svg.text(frame.left + frame.plot_width - 4, y - 5, label, size=10, anchor="end"))
     low, high = y_domain
     for s in series:
         coords = [(frame.x(x), frame.y(min(max(y, low), high))) for x, y in s.points if math.isfinite(y)]
@@ -88,8 +89,8 @@ def curve_svg(
             f'stroke-opacity="{s.opacity}" stroke-linejoin="round"{dash}><title>{escape(s.label)}</title></path>'
         )
     legend = [(s.label, s.color, "dash" if s.dashed else "dot") for s in series if s.opacity >= 0.5]
-    parts.append(_legend(frame, legend))
-    return _svg(width, height, title, parts)
+    parts.append(svg.legend(frame, legend))
+    return svg.document(width, height, title, parts)
 
 
 def training_curves(rows: Sequence[dict], total_steps: int | None) -> dict[str, str]:
@@ -146,12 +147,12 @@ def distribution_svg(distribution: dict, *, title: str = "Rewards of chosen and 
     rejected = (distribution.get("rejected") or {}).get("counts") or []
     width, height = 760, 280
     if len(edges) < 2 or not (sum(chosen) or sum(rejected)):
-        return _empty(width, 140, title, "No held-out pairs were scored.")
+        return svg.empty(width, 140, title, "No held-out pairs were scored.")
     top = max([*chosen, *rejected, 1])
     y_ticks = nice_ticks(0, top, 4)
     x_ticks = [t for t in nice_ticks(edges[0], edges[-1], 7) if edges[0] <= t <= edges[-1]]
-    frame = _Frame(width, height, 58, 14, 34, 44, (edges[0], edges[-1]), (0, y_ticks[-1]))
-    parts = [_y_axis(frame, "Responses", y_ticks), _x_axis(frame, "Reward (raw score)", x_ticks)]
+    frame = svg.Frame(width, height, 58, 14, 34, 44, (edges[0], edges[-1]), (0, y_ticks[-1]))
+    parts = [svg.y_axis(frame, "Responses", y_ticks), svg.x_axis(frame, "Reward (raw score)", x_ticks)]
     for counts, color, label in ((rejected, REJECTED, "rejected"), (chosen, CHOSEN, "chosen")):
         if not counts:
             continue
@@ -175,6 +176,8 @@ def distribution_svg(distribution: dict, *, title: str = "Rewards of chosen and 
                 f'stroke-width="2" stroke-dasharray="5 3"><title>{label} {summary["mean"]:.3f}</title></line>'
             )
     parts.append(
-        _legend(frame, [("chosen", CHOSEN, "dot"), ("rejected", REJECTED, "dot"), ("means", COLORS["muted"], "dash")])
+        svg.legend(
+            frame, [("chosen", CHOSEN, "dot"), ("rejected", REJECTED, "dot"), ("means", COLORS["muted"], "dash")]
+        )
     )
-    return _svg(width, height, title, parts)
+    return svg.document(width, height, title, parts)
