@@ -16,6 +16,11 @@ The loop is deliberately small (in the spirit of nanoGPT's ``train.py`` and TRL'
   a directory named ``checkpoint-<step>`` is always complete. Resuming restores weights, optimizer,
   step, running metrics and RNG states and recomputes the (seeded) data order, so an interrupted
   and resumed run ends with the same weights as an uninterrupted one.
+
+`train_reward_model` is the loop, read top to bottom: prepare the output directory (or return a
+finished run), load model and data, `restore` from the newest checkpoint, then per optimizer step
+set the learning rate, `train_step`, record, maybe `save_checkpoint`; at the end `evaluate` and
+`save_final_model`. Each step is a top-level function that can be read and tested on its own.
 """
 
 from __future__ import annotations
@@ -360,9 +365,63 @@ def _optimizer(model: PreTrainedModel, cfg: TrainingConfig, device: torch.device
     )
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """The training pairs as the loop consumes them: token ids, margins and the padding token.
+
+    ``chosen_ids[i]`` and ``rejected_ids[i]`` are the inputs of pair ``i``; ``margins`` lives on the
+    training device so a micro-batch's margins are a single indexing operation.
+    """
+
+    chosen_ids: list[np.ndarray]
+    rejected_ids: list[np.ndarray]
+    margins: torch.Tensor
+    pad_token_id: int
+
+    def lengths(self) -> list[int]:
+        """Per pair, the longer of its two inputs: what a micro-batch is padded to."""
+        return [max(len(c), len(r)) for c, r in zip(self.chosen_ids, self.rejected_ids, strict=True)]
+
+
+def encode_training_data(
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[PreferencePair],
+    *,
+    max_length: int,
+    margin_table: str,
+    device: torch.device,
+) -> TrainingData:
+    """Tokenize every pair once, up front, and look up its margin (its own, else the table's)."""
+    chosen_ids, rejected_ids = _encode_pairs(tokenizer, pairs, max_length)
+    margins = torch.tensor(
+        [p.margin if p.margin is not None else margin_for(p.strength, margin_table) for p in pairs],
+        dtype=torch.float32,
+        device=device,
+    )
+    return TrainingData(chosen_ids, rejected_ids, margins, tokenizer.pad_token_id)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One optimizer step as its forward passes saw it, i.e. before its update."""
+
+    loss: float  # mean margin ranking loss over the step's pairs
+    correct: int  # pairs whose chosen response got the higher reward
+    pairs: int
+    tokens: int  # non-padding inputs
+    grad_norm: float  # before clipping
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.pairs
+
+
 @dataclass
-class _RunState:
-    """Everything besides weights and optimizer that a resumed run must continue from."""
+class RunState:
+    """Everything besides weights and optimizer that a resumed run must continue from.
+
+    Saved field by field in every ``preflab.json`` (``state``) and read back by `restore`.
+    """
 
     step: int = 0
     pairs_seen: int = 0
@@ -371,6 +430,24 @@ class _RunState:
     tokens_seen: int = 0
     train_seconds: float = 0.0
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+
+    def record(self, result: StepResult, lr: float, seconds: float) -> None:
+        """Count a completed optimizer step."""
+        self.step += 1
+        self.pairs_seen += result.pairs
+        self.loss_sum += result.loss * result.pairs
+        self.correct += result.correct
+        self.tokens_seen += result.tokens
+        self.train_seconds += seconds
+        self.history.append(
+            {
+                "step": self.step,
+                "loss": result.loss,
+                "accuracy": result.accuracy,
+                "lr": lr,
+                "grad_norm": result.grad_norm,
+            }
+        )
 
     def train_metrics(self) -> dict[str, Any]:
         seen = max(1, self.pairs_seen)
@@ -384,6 +461,237 @@ class _RunState:
             "pairs_per_second": self.pairs_seen / self.train_seconds if self.train_seconds else None,
             "tokens_per_second": self.tokens_seen / self.train_seconds if self.train_seconds else None,
         }
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What stays fixed during a run: where it saves, and what each ``preflab.json`` records of it.
+
+    ``setup`` (sizes, batch shape, schedule length, window, device) heads every metrics dict.
+    """
+
+    output_dir: Path
+    cfg: TrainingConfig
+    base_model: str
+    fingerprint: str
+    dataset_manifest: dict[str, Any]
+    total_steps: int
+    setup: dict[str, Any]
+
+    def metrics(self, state: RunState) -> dict[str, Any]:
+        return {**self.setup, **state.train_metrics()}
+
+
+# --- The run's directory -------------------------------------------------------------------------
+
+
+def prepare_output_dir(output_dir: Path, *, resume: bool) -> None:
+    """Create ``output_dir``, drop half-written saves, and with ``resume=False`` an earlier run."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in output_dir.glob(".tmp-*"):  # from a save interrupted by a crash
+        shutil.rmtree(leftover)
+    if not resume:
+        for _, path in _checkpoints(output_dir):
+            shutil.rmtree(path)
+        shutil.rmtree(output_dir / FINAL_DIR, ignore_errors=True)
+
+
+def finished_run(output_dir: Path, fingerprint: str) -> TrainingResult | None:
+    """The result of a run that already completed in ``output_dir`` with the same data and settings."""
+    final_dir = output_dir / FINAL_DIR
+    if not (final_dir / CHECKPOINT_FILE).is_file():
+        return None
+    info = read_checkpoint_info(final_dir)
+    _check_same_run(info, fingerprint, final_dir)
+    return TrainingResult("completed", info["step"], info["total_steps"], info["metrics"], final_dir)
+
+
+def newest_checkpoint(output_dir: Path, fingerprint: str) -> Path | None:
+    """The newest complete checkpoint in ``output_dir``, which must be of this same run."""
+    checkpoints = _checkpoints(output_dir)
+    if not checkpoints:
+        return None
+    latest = checkpoints[-1][1]
+    _check_same_run(read_checkpoint_info(latest), fingerprint, latest)
+    return latest
+
+
+def _training_window(model: PreTrainedModel, cfg: TrainingConfig) -> int:
+    """``cfg.max_length``, unless the model has fewer positions."""
+    positions = getattr(model.config.get_text_config(), "max_position_embeddings", None) or cfg.max_length
+    return min(cfg.max_length, positions)
+
+
+# --- The steps of the loop -----------------------------------------------------------------------
+
+
+def restore(checkpoint: Path, optimizer: torch.optim.Optimizer, device: torch.device) -> RunState:
+    """Continue from ``checkpoint``: optimizer moments, step, running metrics and RNG states.
+
+    The weights and tokenizer come from the same directory, loaded like a base model (`_load_model`).
+    There is no scheduler state: the learning rate is a pure function of the step (`lr_at`), and
+    the data order a pure function of the data and the config (`plan_steps`). The RNG states are
+    set last, after loading has consumed whatever randomness it does, so the run continues exactly
+    where the checkpoint left it.
+    """
+    info = read_checkpoint_info(checkpoint)
+    optimizer.load_state_dict(torch.load(checkpoint / _OPTIMIZER_FILE, map_location=device, weights_only=True))
+    state = RunState(**info["state"])
+    _set_rng_state(info["rng_state"])
+    logger.info("resuming reward-model training from %s (step %d of %d)", checkpoint, state.step, info["total_steps"])
+    return state
+
+
+def train_step(
+    model: PreTrainedModel,
+    optimizer: torch.optim.Optimizer,
+    data: TrainingData,
+    micro_batches: Sequence[Sequence[int]],
+    cfg: TrainingConfig,
+    device: torch.device,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+) -> StepResult | None:
+    """One optimizer step: accumulate the margin ranking loss over ``micro_batches``, clip, update.
+
+    The learning rate must already be set on ``optimizer``. ``should_stop`` is polled before every
+    micro-batch; when it returns true the gradients accumulated so far are dropped and None is
+    returned, leaving weights and optimizer as they were after the previous step.
+    """
+    use_bf16 = cfg.bf16 and device.type == "cuda"
+    step_pairs = sum(len(mb) for mb in micro_batches)
+    step_loss, step_correct, step_tokens = 0.0, 0, 0
+    for micro in micro_batches:
+        if should_stop is not None and should_stop():
+            optimizer.zero_grad(set_to_none=True)
+            return None
+        batch = pad_batch(
+            [data.chosen_ids[i] for i in micro] + [data.rejected_ids[i] for i in micro], data.pad_token_id, device
+        )
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            rewards = model(**batch).logits.squeeze(-1).float()
+        r_chosen, r_rejected = rewards.chunk(2)
+        # Weighted so the accumulated gradient is that of the mean loss over the whole step,
+        # also when the step's last micro-batch is smaller.
+        loss = margin_ranking_loss(r_chosen, r_rejected, data.margins[micro]) * (len(micro) / step_pairs)
+        loss.backward()
+        step_loss += loss.item()
+        step_correct += int((r_chosen > r_rejected).sum())
+        step_tokens += int(batch["attention_mask"].sum())
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or math.inf))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return StepResult(step_loss, step_correct, step_pairs, step_tokens, grad_norm)
+
+
+def evaluate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    eval_pairs: Sequence[PreferencePair],
+    *,
+    max_length: int,
+    cfg: TrainingConfig,
+) -> dict[str, Any]:
+    """The held-out report (`evaluation.evaluate_pairs`) of the in-memory model, truncated as in training."""
+    return evaluate_pairs(model, tokenizer, eval_pairs, max_length=max_length, batch_size=cfg.eval_batch_size)
+
+
+def _save(
+    target: Path,
+    kind: str,
+    run: RunInfo,
+    state: RunState,
+    metrics: dict[str, Any],
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    optimizer: torch.optim.Optimizer | None = None,
+    rng_state: dict[str, Any] | None = None,
+) -> None:
+    """Write a Hugging Face directory with ``preflab.json`` to ``target``, atomically.
+
+    The optimizer and RNG states are only saved in checkpoints (``optimizer``/``rng_state`` given):
+    the final model is for scoring, not for resuming.
+    """
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), tmp / _OPTIMIZER_FILE)
+        info = {
+            "format": "preflab-reward-model",
+            "format_version": 1,
+            "kind": kind,
+            "base_model": run.base_model,
+            "step": state.step,
+            "total_steps": run.total_steps,
+            "fingerprint": run.fingerprint,
+            "config": run.cfg.to_dict(),
+            "dataset": run.dataset_manifest,
+            "metrics": metrics,
+            "state": dataclasses.asdict(state),
+            "rng_state": rng_state,
+        }
+        (tmp / CHECKPOINT_FILE).write_text(json.dumps(info, indent=1))
+
+    _write_atomically(target, write)
+
+
+def save_checkpoint(
+    run: RunInfo,
+    state: RunState,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    optimizer: torch.optim.Optimizer,
+    rng_state: dict[str, Any],
+) -> Path:
+    """Save ``checkpoint-<step>`` (unless already there) and delete all but the newest few.
+
+    ``rng_state`` is the state to continue from: taken before the step that a cancel interrupts, so
+    that step is redone from the same randomness. The directory is written under a temporary name
+    and renamed into place (`_write_atomically`), ``preflab.json`` last, so a checkpoint that exists
+    is complete.
+    """
+    target = run.output_dir / f"checkpoint-{state.step}"
+    if not target.exists():
+        _save(target, "checkpoint", run, state, run.metrics(state), model, tokenizer, optimizer, rng_state)
+        for _, old in _checkpoints(run.output_dir)[: -max(1, run.cfg.keep_checkpoints)]:
+            shutil.rmtree(old)
+    return target
+
+
+def save_final_model(
+    run: RunInfo,
+    state: RunState,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    metrics: dict[str, Any],
+) -> Path:
+    """Save ``final`` (weights, tokenizer, ``preflab.json``), then delete the checkpoints it supersedes."""
+    final_dir = run.output_dir / FINAL_DIR
+    _save(final_dir, "final", run, state, metrics, model, tokenizer)
+    for _, path in _checkpoints(run.output_dir):
+        shutil.rmtree(path)
+    return final_dir
+
+
+def _progress_report(
+    state: RunState, total_steps: int, *, eta_seconds: float, checkpoint: Path | None
+) -> dict[str, Any]:
+    """The dict ``on_progress`` receives after an optimizer step (see `train_reward_model`)."""
+    return {
+        **state.history[-1],
+        "total_steps": total_steps,
+        "pairs_seen": state.pairs_seen,
+        "tokens_per_second": state.tokens_seen / max(state.train_seconds, 1e-9),
+        "pairs_per_second": state.pairs_seen / max(state.train_seconds, 1e-9),
+        "elapsed_seconds": state.train_seconds,
+        "eta_seconds": eta_seconds,
+        "checkpoint": str(checkpoint) if checkpoint else None,
+    }
+
+
+# --- The loop ------------------------------------------------------------------------------------
 
 
 def train_reward_model(
@@ -421,171 +729,76 @@ def train_reward_model(
     if not train_pairs:
         raise ValueError("no training pairs")
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    final_dir = output_dir / FINAL_DIR
     fingerprint = _fingerprint(train_pairs, cfg)
-    for leftover in output_dir.glob(".tmp-*"):  # from a save interrupted by a crash
-        shutil.rmtree(leftover)
+    prepare_output_dir(output_dir, resume=resume)
+    if resume and (finished := finished_run(output_dir, fingerprint)) is not None:
+        return finished
+    checkpoint = newest_checkpoint(output_dir, fingerprint)
 
-    if not resume:
-        for _, path in _checkpoints(output_dir):
-            shutil.rmtree(path)
-        shutil.rmtree(final_dir, ignore_errors=True)
-    elif (final_dir / CHECKPOINT_FILE).is_file():
-        info = read_checkpoint_info(final_dir)
-        _check_same_run(info, fingerprint, final_dir)
-        return TrainingResult("completed", info["step"], info["total_steps"], info["metrics"], final_dir)
-    checkpoints = _checkpoints(output_dir)
-    latest = checkpoints[-1][1] if checkpoints else None
-    resumed_info = read_checkpoint_info(latest) if latest else None
-    if latest and resumed_info:
-        _check_same_run(resumed_info, fingerprint, latest)
-
+    # Model, data and optimizer. A resumed run loads its weights from the checkpoint.
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     set_seed(cfg.seed)  # before loading: the new reward head is initialised randomly
-    tokenizer = _load_tokenizer(latest or model_dir)
-    model = _load_model(latest or model_dir, tokenizer, cfg).to(device)
-    positions = getattr(model.config.get_text_config(), "max_position_embeddings", None) or cfg.max_length
-    max_length = min(cfg.max_length, positions)
+    tokenizer = _load_tokenizer(checkpoint or model_dir)
+    model = _load_model(checkpoint or model_dir, tokenizer, cfg).to(device)
+    max_length = _training_window(model, cfg)
     tokenizer.model_max_length = max_length
-
-    chosen_ids, rejected_ids = _encode_pairs(tokenizer, train_pairs, max_length)
-    margins = torch.tensor(
-        [p.margin if p.margin is not None else margin_for(p.strength, cfg.margin_table) for p in train_pairs],
-        dtype=torch.float32,
-        device=device,
+    data = encode_training_data(
+        tokenizer, train_pairs, max_length=max_length, margin_table=cfg.margin_table, device=device
     )
-    plan = plan_steps([max(len(c), len(r)) for c, r in zip(chosen_ids, rejected_ids, strict=True)], cfg)
+    plan = plan_steps(data.lengths(), cfg)
     total_steps = len(plan)
-
     optimizer = _optimizer(model, cfg, device)
-    state = _RunState()
-    if latest and resumed_info:
-        optimizer.load_state_dict(torch.load(latest / _OPTIMIZER_FILE, map_location=device, weights_only=True))
-        state = _RunState(**resumed_info["state"])
-        _set_rng_state(resumed_info["rng_state"])
-        logger.info("resuming reward-model training from %s (step %d of %d)", latest, state.step, total_steps)
+    state = restore(checkpoint, optimizer, device) if checkpoint else RunState()
 
-    setup = {
-        "n_train_pairs": len(train_pairs),
-        "n_eval_pairs": len(eval_pairs or ()),
-        "micro_batch_pairs": cfg.micro_batch,
-        "grad_accum_steps": cfg.grad_accum_steps,
-        "effective_batch_pairs": cfg.micro_batch * cfg.grad_accum_steps,
-        "total_steps": total_steps,
-        "warmup_steps": warmup_steps(total_steps, cfg),
-        "max_length": max_length,
-        "device": str(device),
-    }
+    run = RunInfo(
+        output_dir=output_dir,
+        cfg=cfg,
+        base_model=str(model_dir),
+        fingerprint=fingerprint,
+        dataset_manifest=dataset_manifest or {},
+        total_steps=total_steps,
+        setup={
+            "n_train_pairs": len(train_pairs),
+            "n_eval_pairs": len(eval_pairs or ()),
+            "micro_batch_pairs": cfg.micro_batch,
+            "grad_accum_steps": cfg.grad_accum_steps,
+            "effective_batch_pairs": cfg.micro_batch * cfg.grad_accum_steps,
+            "total_steps": total_steps,
+            "warmup_steps": warmup_steps(total_steps, cfg),
+            "max_length": max_length,
+            "device": str(device),
+        },
+    )
 
-    def save(target: Path, kind: str, rng_state: dict[str, Any] | None, metrics: dict[str, Any]) -> None:
-        def write(tmp: Path) -> None:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            if rng_state is not None:
-                torch.save(optimizer.state_dict(), tmp / _OPTIMIZER_FILE)
-            info = {
-                "format": "preflab-reward-model",
-                "format_version": 1,
-                "kind": kind,
-                "base_model": str(model_dir),
-                "step": state.step,
-                "total_steps": total_steps,
-                "fingerprint": fingerprint,
-                "config": cfg.to_dict(),
-                "dataset": dataset_manifest or {},
-                "metrics": metrics,
-                "state": dataclasses.asdict(state),
-                "rng_state": rng_state,
-            }
-            (tmp / CHECKPOINT_FILE).write_text(json.dumps(info, indent=1))
-
-        _write_atomically(target, write)
-
-    def save_checkpoint(rng_state: dict[str, Any]) -> Path:
-        target = output_dir / f"checkpoint-{state.step}"
-        if not target.exists():
-            save(target, "checkpoint", rng_state, {**setup, **state.train_metrics()})
-            for _, old in _checkpoints(output_dir)[: -max(1, cfg.keep_checkpoints)]:
-                shutil.rmtree(old)
-        return target
-
-    use_bf16 = cfg.bf16 and device.type == "cuda"
     model.train()
-    session_seconds, session_steps = 0.0, 0
+    session_seconds, session_steps = 0.0, 0  # this session only, for the time-left estimate
     while state.step < total_steps:
         step_start = time.monotonic()
         step_rng_state = _rng_state()  # a cancelled, partly accumulated step is redone from here
         lr = lr_at(state.step, total_steps, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        micro_batches = plan[state.step]
-        step_pairs = sum(len(mb) for mb in micro_batches)
-        step_loss, step_correct, step_tokens = 0.0, 0, 0
-        for micro in micro_batches:
-            if should_stop is not None and should_stop():
-                optimizer.zero_grad(set_to_none=True)
-                path = save_checkpoint(step_rng_state)
-                metrics = {**setup, **state.train_metrics()}
-                return TrainingResult("cancelled", state.step, total_steps, metrics, path)
-            batch = pad_batch(
-                [chosen_ids[i] for i in micro] + [rejected_ids[i] for i in micro], tokenizer.pad_token_id, device
-            )
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                rewards = model(**batch).logits.squeeze(-1).float()
-            r_chosen, r_rejected = rewards.chunk(2)
-            # Weighted so the accumulated gradient is that of the mean loss over the whole step,
-            # also when the step's last micro-batch is smaller.
-            loss = margin_ranking_loss(r_chosen, r_rejected, margins[micro]) * (len(micro) / step_pairs)
-            loss.backward()
-            step_loss += loss.item()
-            step_correct += int((r_chosen > r_rejected).sum())
-            step_tokens += int(batch["attention_mask"].sum())
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or math.inf))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+
+        result = train_step(model, optimizer, data, plan[state.step], cfg, device, should_stop=should_stop)
+        if result is None:  # cancelled: keep what the completed steps learned
+            path = save_checkpoint(run, state, model, tokenizer, optimizer, step_rng_state)
+            return TrainingResult("cancelled", state.step, total_steps, run.metrics(state), path)
 
         step_seconds = time.monotonic() - step_start
         session_seconds += step_seconds
         session_steps += 1
-        state.step += 1
-        state.pairs_seen += step_pairs
-        state.loss_sum += step_loss * step_pairs
-        state.correct += step_correct
-        state.tokens_seen += step_tokens
-        state.train_seconds += step_seconds
-        state.history.append(
-            {
-                "step": state.step,
-                "loss": step_loss,
-                "accuracy": step_correct / step_pairs,
-                "lr": lr,
-                "grad_norm": grad_norm,
-            }
-        )
-        checkpoint = None
-        if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < total_steps:
-            checkpoint = save_checkpoint(_rng_state())
-        if on_progress is not None:
-            on_progress(
-                {
-                    **state.history[-1],
-                    "total_steps": total_steps,
-                    "pairs_seen": state.pairs_seen,
-                    "tokens_per_second": state.tokens_seen / max(state.train_seconds, 1e-9),
-                    "pairs_per_second": state.pairs_seen / max(state.train_seconds, 1e-9),
-                    "elapsed_seconds": state.train_seconds,
-                    "eta_seconds": session_seconds / session_steps * (total_steps - state.step),
-                    "checkpoint": str(checkpoint) if checkpoint else None,
-                }
-            )
+        state.record(result, lr, step_seconds)
 
-    metrics: dict[str, Any] = {**setup, **state.train_metrics()}
+        # The last step needs no checkpoint: the final model is saved right after the loop.
+        saved = None
+        if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < total_steps:
+            saved = save_checkpoint(run, state, model, tokenizer, optimizer, _rng_state())
+        if on_progress is not None:
+            eta_seconds = session_seconds / session_steps * (total_steps - state.step)
+            on_progress(_progress_report(state, total_steps, eta_seconds=eta_seconds, checkpoint=saved))
+
+    metrics = run.metrics(state)
     if eval_pairs:
-        metrics["eval"] = evaluate_pairs(
-            model, tokenizer, eval_pairs, max_length=max_length, batch_size=cfg.eval_batch_size
-        )
-    save(final_dir, "final", None, metrics)
-    for _, path in _checkpoints(output_dir):
-        shutil.rmtree(path)
+        metrics["eval"] = evaluate(model, tokenizer, eval_pairs, max_length=max_length, cfg=cfg)
+    final_dir = save_final_model(run, state, model, tokenizer, metrics)
     return TrainingResult("completed", state.step, total_steps, metrics, final_dir)

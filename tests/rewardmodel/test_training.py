@@ -20,10 +20,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from benchmarks.reward_training import HELD_OUT_TOPICS, TRAIN_TOPICS, minilm_dir, synthetic_pairs
 from rewardmodel.evaluation import score_pairs
-from rewardmodel.scoring import load_reward_model, render_parts, score
+from rewardmodel.scoring import load_reward_model, pad_batch, render_parts, score
 from rewardmodel.training import (
     MARGIN_TABLES,
     TrainingConfig,
+    encode_training_data,
     length_grouped_batches,
     lr_at,
     margin_for,
@@ -31,6 +32,7 @@ from rewardmodel.training import (
     plan_steps,
     read_checkpoint_info,
     train_reward_model,
+    train_step,
     warmup_steps,
 )
 
@@ -136,6 +138,36 @@ def train_pairs():
 @pytest.fixture(scope="module")
 def held_out_pairs():
     return synthetic_pairs(48, seed=1, topics=HELD_OUT_TOPICS)
+
+
+def test_train_step_accumulates_the_step_mean_loss_and_a_stop_changes_nothing(train_pairs):
+    cpu = torch.device("cpu")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
+    model = AutoModelForSequenceClassification.from_pretrained(minilm_dir(), num_labels=1)  # eval: no dropout
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    data = encode_training_data(tokenizer, train_pairs, max_length=48, margin_table="small", device=cpu)
+    micro_batches = plan_steps(data.lengths(), CFG)[0]
+    assert [len(mb) for mb in micro_batches] == [8, 8]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    polls = iter([False, True])  # stop before the second micro-batch
+    assert train_step(model, optimizer, data, micro_batches, CFG, cpu, should_stop=lambda: next(polls)) is None
+    assert all(p.grad is None for p in model.parameters()) and not optimizer.state
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+    # The same step's pairs in a single forward pass: the micro-batches' weighted losses add up to it.
+    pairs = [i for mb in micro_batches for i in mb]
+    with torch.no_grad():
+        batch = pad_batch(
+            [data.chosen_ids[i] for i in pairs] + [data.rejected_ids[i] for i in pairs], data.pad_token_id, cpu
+        )
+        r_chosen, r_rejected = model(**batch).logits.squeeze(-1).chunk(2)
+    result = train_step(model, optimizer, data, micro_batches, CFG, cpu)
+    assert result.loss == pytest.approx(margin_ranking_loss(r_chosen, r_rejected, data.margins[pairs]).item(), abs=1e-5)
+    assert (result.pairs, result.correct) == (16, int((r_chosen > r_rejected).sum()))
+    assert result.tokens == int(batch["attention_mask"].sum()) and result.grad_norm > 0
+    assert all(p.grad is None for p in model.parameters())
+    assert not all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 @pytest.fixture(scope="module")
