@@ -12,6 +12,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # Cheapest first, so a short session still sees the quick figures.
 ORDER = ["agreement", "annotation_path", "export", "sampling", "reward_training"]
+# Arguments that keep a script's share of `make bench` short; run a script alone for its full figures.
+ARGS = {"annotation_path": ["--quick"]}
 
 
 def main() -> int:
@@ -25,7 +27,7 @@ def main() -> int:
             continue
         print(f"\n=== {name} ({script.relative_to(HERE.parent)}) ===", flush=True)
         started = time.monotonic()
-        code = subprocess.call([sys.executable, str(script)], cwd=HERE.parent)
+        code = subprocess.call([sys.executable, str(script), *ARGS.get(name, [])], cwd=HERE.parent)
         print(f"--- {name}: exit {code}, {time.monotonic() - started:.0f} s", flush=True)
         if code:
             failed.append(name)
