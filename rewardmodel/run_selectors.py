@@ -94,15 +94,15 @@ _FETCH = 5_000
 def _export_rows(build: DatasetBuild, split: str) -> Iterator[pairs.ExportRow]:
     """A split of a build with its texts and earlier turns, in id order: the rows the exports write
     (rewardmodel.services.exports reads them; one implementation for both)."""
-    from .services.exports import _external_rows, _preflab_rows, _Sql
+    from .services.rows import ExportSql, external_rows, preflab_rows
     from .services.streaming import read_connection
 
     names = dict(ExternalSource.objects.values_list("id", "name"))
     with read_connection() as reader:
-        sql = _Sql(reader)
-        for chunk in _preflab_rows(reader, sql, build, split=split, fetch=_FETCH):
+        sql = ExportSql(reader)
+        for chunk in preflab_rows(reader, sql, build, split=split, fetch=_FETCH):
             yield from chunk
-        for chunk in _external_rows(reader, sql, build, split=split, fetch=_FETCH, names=names):
+        for chunk in external_rows(reader, sql, build, split=split, fetch=_FETCH, names=names):
             yield from chunk
 
 

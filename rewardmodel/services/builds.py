@@ -210,7 +210,8 @@ def dataset_build_run(*, build_id: int) -> DatasetBuild:
     return build
 
 
-def _rules(selection: dict) -> pairs.LabelRules:
+def label_rules(selection: dict) -> pairs.LabelRules:
+    """The label rules (agreement floor, unanimity, excluded people, vendors) a build's selection names."""
     vendors = selection.get("vendors") or []
     return pairs.LabelRules(
         min_agreement=selection.get("min_agreement"),
@@ -291,7 +292,7 @@ def _preflab_pairs(
     build: DatasetBuild, batches: Sequence[dict], thresholds: dict[int, float], exclusions: Counter
 ) -> int:
     """Stream the selected batches' comparisons in id order, decide each, write the pairs. Returns ratings left out."""
-    rules = _rules(build.selection)
+    rules = label_rules(build.selection)
     focus_of = {b["id"]: b["focus"] for b in batches}
     chunk = settings.PREFLAB_BUILD_CHUNK_COMPARISONS
     comparisons = Comparison.objects.filter(batch_id__in=list(focus_of)).order_by("id")

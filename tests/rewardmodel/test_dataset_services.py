@@ -579,7 +579,7 @@ def test_export_streams_on_its_own_connection_while_progress_is_committed(resear
     assert built.status == JobStatus.DONE and built.counts["total"] == 7
 
     seen_by_others = []
-    write = exports._JsonlFile.write
+    write = exports.JsonlFile.write
 
     def spying_write(self, records):
         write(self, records)
@@ -593,7 +593,7 @@ def test_export_streams_on_its_own_connection_while_progress_is_committed(resear
             observer.close()
 
     monkeypatch.setattr(exports, "_PROGRESS_EVERY_SECONDS", 0)
-    monkeypatch.setattr(exports._JsonlFile, "write", spying_write)
+    monkeypatch.setattr(exports.JsonlFile, "write", spying_write)
     monkeypatch.setattr(exports.settings, "PREFLAB_EXPORT_FETCH_ROWS", 2)
     exported = services.dataset_export_create(created_by=researcher, build=built)
     exported.refresh_from_db()
