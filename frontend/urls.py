@@ -30,6 +30,11 @@ urlpatterns = [
     path("research/reward-models/score/", views_rewardmodel.score, name="research-reward-score"),
     path("research/reward-models/best-of-k/", views_rewardmodel.best_of_k, name="research-best-of-k"),
     path(
+        "research/reward-models/best-of-k/<int:preview_id>/",
+        views_rewardmodel.best_of_k_preview,
+        name="research-best-of-k-preview",
+    ),
+    path(
         "research/reward-models/checkpoints/",
         views_rewardmodel.checkpoint_create,
         name="research-base-checkpoint-create",

@@ -3,7 +3,8 @@ Llama 2's table layouts, compare runs, download the model, score responses with 
 hybrid reward, and preview best-of-K sampling.
 
 Forms post here; each view validates input and calls one service. The live run page polls the API
-(rewardmodel.js) and swaps in the server-drawn curves.
+(rewardmodel.js) and swaps in the server-drawn curves. A best-of-K preview is queued for a sampling
+worker (no request generates); its page follows it through the API until the ranking is there.
 """
 
 import csv
@@ -25,7 +26,7 @@ from rewardmodel import plots, run_selectors
 from rewardmodel.archives import stream_zip
 from rewardmodel.models import BaseCheckpoint, DatasetBuild, MarginTable, ModelKind, RunStatus
 from rewardmodel.services import rewards, runs
-from sampling.models import SAMPLED_BACKENDS, ModelVariant
+from sampling import selectors as sampling_selectors
 
 from .views import researcher_required
 
@@ -159,8 +160,7 @@ class BestOfKForm(forms.Form):
         self.fields["k"] = forms.IntegerField(
             min_value=1, max_value=settings.PREFLAB_BEST_OF_K_MAX, initial=4, label="K"
         )
-        variants = ModelVariant.objects.filter(is_active=True, backend__in=SAMPLED_BACKENDS)
-        self.fields["variant"].choices = [(v.pk, str(v)) for v in variants]
+        self.fields["variant"].choices = [(v.pk, str(v)) for v in sampling_selectors.variants_for_policy()]
         self.fields["run"].choices = _run_choices(user)
         self.fields["safety_run"].choices = [
             ("", "None: rank by the reward model alone"),
@@ -459,16 +459,35 @@ def score(request):
     )
 
 
+def _best_of_k_again(request) -> dict:
+    """The form filled in with an earlier preview's settings (?again=<id>): sample it once more."""
+    again = request.GET.get("again", "")
+    preview = run_selectors.best_of_k_previews_for(request.user).filter(pk=again).first() if again.isdigit() else None
+    if preview is None:
+        return {}
+    return {
+        "variant": preview.variant_id,
+        "k": preview.k,
+        "temperature": preview.temperature,
+        "max_new_tokens": preview.max_new_tokens,
+        "run": preview.run_id,
+        "safety_run": preview.safety_run_id,
+        "is_safety_prompt": preview.is_safety_prompt,
+        "dialogue": rewards.dialogue_text(preview.context),
+    }
+
+
 @researcher_required
 def best_of_k(request):
-    result = None
+    """The form: a valid one queues a preview for a sampling worker and goes to its page at once."""
     if request.method == "POST":
         form = BestOfKForm(request.POST, user=request.user)
         if form.is_valid():
             data = form.cleaned_data
             try:
-                result = rewards.best_of_k(
-                    variant=get_object_or_404(ModelVariant, pk=data["variant"]),
+                preview = rewards.best_of_k_preview_create(
+                    created_by=request.user,
+                    variant=get_object_or_404(sampling_selectors.variants_for(request.user), pk=data["variant"]),
                     context=rewards.parse_dialogue(data["dialogue"]),
                     k=data["k"],
                     run=_run(request, data["run"]),
@@ -479,16 +498,25 @@ def best_of_k(request):
                 )
             except DomainError as exc:
                 form.add_error(exc.field if exc.field in form.fields else None, exc.detail)
+            else:
+                return redirect("research-best-of-k-preview", preview_id=preview.pk)
     else:
-        form = BestOfKForm(user=request.user)
+        form = BestOfKForm(user=request.user, initial=_best_of_k_again(request))
     return render(
         request,
         "frontend/rewardmodel/best_of_k.html",
         {
             "form": form,
-            "result": result,
+            "previews": run_selectors.best_of_k_previews_for(request.user)[:10],
             "k_max": settings.PREFLAB_BEST_OF_K_MAX,
             "has_models": run_selectors.scorable_runs(request.user).exists(),
         },
         status=400 if form.errors else 200,
     )
+
+
+@researcher_required
+def best_of_k_preview(request, preview_id):
+    """One preview: its settings, "sampling…" while a worker has it, then the ranked responses or the error."""
+    preview = get_object_or_404(run_selectors.best_of_k_previews_for(request.user), pk=preview_id)
+    return render(request, "frontend/rewardmodel/best_of_k_preview.html", {"preview": preview})

@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from .models import (
     BaseCheckpoint,
+    BestOfKPreview,
     DatasetBuild,
     DatasetExport,
     ExternalSource,
@@ -62,3 +63,22 @@ class RunEvaluationAdmin(admin.ModelAdmin):
     list_filter = ["status", "split"]
     raw_id_fields = ["run", "dataset"]
     readonly_fields = ["report"]
+
+
+@admin.register(BestOfKPreview)
+class BestOfKPreviewAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "variant",
+        "run",
+        "safety_run",
+        "k",
+        "status",
+        "attempts",
+        "worker",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["status"]
+    raw_id_fields = ["variant", "run", "safety_run", "created_by"]
+    readonly_fields = ["context", "result", "attempts", "worker", "heartbeat_at", "dispatched_at", "dispatch_count"]

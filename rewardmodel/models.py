@@ -432,3 +432,51 @@ class RunEvaluation(BackgroundWork):
     @property
     def is_finished(self) -> bool:
         return self.status in (JobStatus.DONE, JobStatus.FAILED)
+
+
+class BestOfKPreview(BackgroundWork):
+    """A best-of-K preview (Llama 2's rejection sampling, section 3.2.3, for one prompt): sample ``k``
+    responses from a model variant and rank them by a reward model, or by the hybrid reward when a
+    safety model is given (``run`` is then the helpfulness model).
+
+    Generating is background work on the sampling queue (rewardmodel.services.rewards): the request
+    stores what is wanted here, a worker samples and scores, and writes the ranking to ``result``.
+    The seed is fixed when the preview is created, so an attempt after a lost worker samples the same.
+    """
+
+    variant = models.ForeignKey("sampling.ModelVariant", on_delete=models.CASCADE, related_name="+")
+    run = models.ForeignKey(
+        TrainingRun, on_delete=models.CASCADE, related_name="+", help_text="With a safety run: the helpfulness model."
+    )
+    safety_run = models.ForeignKey(TrainingRun, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    context = models.JSONField(help_text="Messages before the responses, ending with the user turn.")
+    k = models.PositiveSmallIntegerField()
+    temperature = models.FloatField()
+    max_new_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the variant's own.")
+    seed = models.BigIntegerField(help_text="Response i is sampled with seed + i.")
+    is_safety_prompt = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    result = models.JSONField(default=dict, blank=True, help_text="The ranked responses, best first.")
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"best-of-{self.k} preview {self.pk}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (JobStatus.DONE, JobStatus.FAILED)
+
+    @property
+    def prompt(self) -> str:
+        """The user turn the responses answer."""
+        return self.context[-1]["content"] if self.context else ""

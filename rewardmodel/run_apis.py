@@ -1,5 +1,6 @@
 """Reward-model API (researchers only): base checkpoints, training runs (start, follow, cancel,
-resume, download), evaluations on held-out splits, and scoring with trained models."""
+resume, download), evaluations on held-out splits, scoring with trained models, and best-of-K
+previews (queued on the sampling queue, then followed until their ranking is there)."""
 
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -10,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.permissions import IsResearcher
-from sampling.models import ModelVariant
+from sampling import selectors as sampling_selectors
 
 from . import run_selectors
 from .archives import stream_zip
@@ -18,6 +19,7 @@ from .models import BaseCheckpoint, DatasetBuild, RunEvaluation, TrainingRun
 from .run_serializers import (
     BaseCheckpointCreateSerializer,
     BaseCheckpointSerializer,
+    BestOfKPreviewSerializer,
     BestOfKSerializer,
     HybridScoreSerializer,
     RunEvaluationCreateSerializer,
@@ -154,15 +156,18 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         )
         return Response(result)
 
-    @extend_schema(request=BestOfKSerializer, responses={200: OpenApiResponse(description="K responses, ranked")})
+    @extend_schema(request=BestOfKSerializer, responses={202: BestOfKPreviewSerializer})
     @action(detail=False, methods=["post"], url_path="best-of-k")
     def best_of_k(self, request: Request) -> Response:
-        """Sample K responses from a model variant and rank them by reward (hybrid with a safety run)."""
+        """Queue a best-of-K preview: a sampling worker samples K responses from a model variant and
+        ranks them by reward (hybrid with a safety run). Input that cannot run is refused here (4xx);
+        follow the answer's ``url`` until its status is done (``result``) or failed (``error``)."""
         data = BestOfKSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        result = rewards.best_of_k(
-            variant=get_object_or_404(ModelVariant, pk=v["variant"]),
+        preview = rewards.best_of_k_preview_create(
+            created_by=request.user,
+            variant=get_object_or_404(sampling_selectors.variants_for(request.user), pk=v["variant"]),
             context=v["context"],
             k=v["k"],
             run=self._run(v["run"]),
@@ -172,7 +177,26 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
             max_new_tokens=v["max_new_tokens"],
             seed=v["seed"],
         )
-        return Response(result)
+        return self._preview(preview, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("preview_id", int, OpenApiParameter.PATH)],
+        responses={200: BestOfKPreviewSerializer},
+    )
+    @action(
+        detail=False,
+        methods=["get"],
+        url_path=r"best-of-k/(?P<preview_id>[0-9]+)",
+        url_name="best-of-k-preview",
+    )
+    def best_of_k_preview(self, request: Request, preview_id: str) -> Response:
+        """A best-of-K preview: queued or running, then done with its ranked responses, or failed."""
+        return self._preview(get_object_or_404(run_selectors.best_of_k_previews_for(request.user), pk=preview_id))
+
+    def _preview(self, preview, code=status.HTTP_200_OK) -> Response:
+        data = BestOfKPreviewSerializer(preview, context={"request": self.request}).data
+        headers = {"Location": data["url"]} if code == status.HTTP_202_ACCEPTED else None
+        return Response(data, status=code, headers=headers)
 
 
 class RunEvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

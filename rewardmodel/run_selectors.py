@@ -1,5 +1,6 @@
-"""Reads of reward-model training: base checkpoints, runs, their curves and evaluations, and a
-dataset's pairs as the trainer takes them. Pages and the API read through here, researchers only."""
+"""Reads of reward-model training: base checkpoints, runs, their curves and evaluations, best-of-K
+previews, and a dataset's pairs as the trainer takes them. Pages and the API read through here,
+researchers only."""
 
 from __future__ import annotations
 
@@ -15,7 +16,16 @@ from accounts.models import User
 from config.exceptions import Conflict, Gone, NotAllowed
 
 from . import pairs
-from .models import BaseCheckpoint, DatasetBuild, ExternalSource, JobStatus, RunEvaluation, RunStatus, TrainingRun
+from .models import (
+    BaseCheckpoint,
+    BestOfKPreview,
+    DatasetBuild,
+    ExternalSource,
+    JobStatus,
+    RunEvaluation,
+    RunStatus,
+    TrainingRun,
+)
 
 if TYPE_CHECKING:
     from .training import PreferencePair
@@ -46,6 +56,12 @@ def runs_for(user: User) -> QuerySet[TrainingRun]:
 def evaluations_for(user: User) -> QuerySet[RunEvaluation]:
     _researcher(user)
     return RunEvaluation.objects.select_related("run", "dataset")
+
+
+def best_of_k_previews_for(user: User) -> QuerySet[BestOfKPreview]:
+    """Every researcher sees every preview, as with runs; newest first."""
+    _researcher(user)
+    return BestOfKPreview.objects.select_related("variant", "run", "safety_run", "created_by")
 
 
 def trainable_datasets() -> QuerySet[DatasetBuild]:

@@ -1,13 +1,24 @@
-"""API shapes of base checkpoints, training runs, their curves and evaluations, and reward scoring.
-Validation of meaning lives in the services (rewardmodel.services.runs and .rewards)."""
+"""API shapes of base checkpoints, training runs, their curves and evaluations, reward scoring and
+best-of-K previews. Validation of meaning lives in the services (rewardmodel.services.runs and .rewards)."""
 
 from django.conf import settings
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotation.models import Focus
 
-from .models import BaseCheckpoint, MarginTable, ModelKind, RunEvaluation, RunMetric, Split, TrainingRun
+from .models import (
+    BaseCheckpoint,
+    BestOfKPreview,
+    JobStatus,
+    MarginTable,
+    ModelKind,
+    RunEvaluation,
+    RunMetric,
+    Split,
+    TrainingRun,
+)
 
 
 class BaseCheckpointSerializer(serializers.ModelSerializer):
@@ -187,3 +198,92 @@ class BestOfKSerializer(_DialogueSerializer):
     temperature = serializers.FloatField(default=0.6)
     max_new_tokens = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1)
     seed = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+class BestOfKModelRewardSerializer(serializers.Serializer):
+    reward = serializers.FloatField(help_text="The scalar head's output.")
+    probability = serializers.FloatField(help_text="Its sigmoid.")
+
+
+class BestOfKCandidateSerializer(serializers.Serializer):
+    """One sampled response and its reward. With one model: ``raw_reward``; with the hybrid reward:
+    ``used``, ``reason``, ``helpfulness``, ``safety`` and ``threshold``."""
+
+    rank = serializers.IntegerField(help_text="1: the best.")
+    index = serializers.IntegerField(help_text="Order of sampling: response i was sampled with seed + i.")
+    reward = serializers.FloatField(help_text="What the ranking sorts on: the sigmoid, or the hybrid reward.")
+    raw_reward = serializers.FloatField(required=False)
+    used = serializers.CharField(required=False, help_text="helpfulness or safety: the model whose reward was taken.")
+    reason = serializers.CharField(required=False)
+    helpfulness = BestOfKModelRewardSerializer(required=False)
+    safety = BestOfKModelRewardSerializer(required=False)
+    threshold = serializers.FloatField(required=False)
+    text = serializers.CharField()
+    seed = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField(allow_null=True)
+    finish_reason = serializers.CharField(allow_null=True, help_text='"length": cut at max_new_tokens.')
+
+
+class BestOfKResultSerializer(serializers.Serializer):
+    variant = serializers.IntegerField()
+    variant_name = serializers.CharField()
+    k = serializers.IntegerField()
+    temperature = serializers.FloatField()
+    seed = serializers.IntegerField()
+    ranking = serializers.ChoiceField(choices=["hybrid", *Focus.values])
+    candidates = BestOfKCandidateSerializer(many=True, help_text="Best first.")
+    sampling_seconds = serializers.FloatField()
+    scoring_seconds = serializers.FloatField()
+
+
+class BestOfKPreviewSerializer(serializers.ModelSerializer):
+    """A best-of-K preview: what was asked, where it is (queued, running, done or failed), and once
+    done the ranked responses (``result``); ``error`` says why a failed one failed."""
+
+    url = serializers.SerializerMethodField()
+    variant_name = serializers.SerializerMethodField()
+    run_name = serializers.CharField(source="run.name", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    context = MessageSerializer(many=True, read_only=True, help_text="The dialogue, ending with the user's turn.")
+    result = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BestOfKPreview
+        fields = [
+            "id",
+            "url",
+            "status",
+            "variant",
+            "variant_name",
+            "run",
+            "run_name",
+            "safety_run",
+            "is_safety_prompt",
+            "context",
+            "k",
+            "temperature",
+            "max_new_tokens",
+            "seed",
+            "result",
+            "error",
+            "attempts",
+            "worker",
+            "heartbeat_at",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_url(self, preview: BestOfKPreview) -> str:
+        path = reverse("training-run-best-of-k-preview", kwargs={"preview_id": preview.pk})
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    def get_variant_name(self, preview: BestOfKPreview) -> str:
+        return str(preview.variant)
+
+    @extend_schema_field(BestOfKResultSerializer(allow_null=True))
+    def get_result(self, preview: BestOfKPreview) -> dict | None:
+        return preview.result if preview.status == JobStatus.DONE else None

@@ -1,6 +1,7 @@
 """Celery tasks of the reward-model app: take ids, call one service.
 
-Dataset builds, exports and evaluations run on the "default" queue, training runs on "training".
+Dataset builds, exports and evaluations run on the "default" queue, training runs on "training",
+best-of-K previews (they generate) on "sampling".
 Each status row makes a second delivery harmless (core.jobs.claim): a finished job is left alone,
 one held by a live worker too; a lost one is given back by the reconciler, and a training run
 resumes from its last checkpoint.
@@ -9,7 +10,7 @@ resumes from its last checkpoint.
 from core.jobs import job_task
 
 from . import services
-from .services import runs
+from .services import rewards, runs
 
 
 @job_task(name="rewardmodel.build_dataset", queue="default", long=True)
@@ -32,3 +33,9 @@ def train_reward_model_run(self, run_id: int) -> str:
 def evaluate_reward_model(evaluation_id: int) -> str:
     """Score a dataset's held-out pairs with a trained reward model."""
     return runs.evaluation_run(evaluation_id=evaluation_id).status
+
+
+@job_task(name="rewardmodel.best_of_k_preview", queue="sampling", long=True)
+def best_of_k_preview(preview_id: int) -> str:
+    """Sample K responses for one preview and rank them by reward."""
+    return rewards.best_of_k_preview_run(preview_id=preview_id).status

@@ -13,5 +13,5 @@ PREFLAB_TRAINING_CANCEL_POLL_SECONDS = float(env_str("PREFLAB_TRAINING_CANCEL_PO
 # last checkpoint (a second delivery while the heartbeat is fresh does nothing).
 PREFLAB_TRAINING_HEARTBEAT_SECONDS = float(env_str("PREFLAB_TRAINING_HEARTBEAT_SECONDS", "10"))
 PREFLAB_TRAINING_STALE_SECONDS = float(env_str("PREFLAB_TRAINING_STALE_SECONDS", "120"))
-# Best-of-K previews sample in the request: at most this many responses.
+# Best-of-K previews (sampled and scored on the sampling queue): at most this many responses.
 PREFLAB_BEST_OF_K_MAX = env_int("PREFLAB_BEST_OF_K_MAX", 8)

@@ -5,7 +5,7 @@ from django.conf import settings
 from core import jobs
 
 from ..models import DatasetBuild, DatasetExport
-from . import runs
+from . import rewards, runs
 from .builds import BUILD
 from .exports import EXPORT, remove_partial_files
 
@@ -26,4 +26,5 @@ def register_background_work() -> None:
             )
         )
     runs.register_background_work()
+    rewards.register_background_work()
     jobs.register_step("rewardmodel.remove_partial_export_files", remove_partial_files)

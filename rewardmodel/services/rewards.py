@@ -2,12 +2,18 @@
 helpfulness and a safety model, and a best-of-K preview (sample K responses from a model variant,
 rank them by reward: the rejection sampling of Llama 2, section 3.2.3, for one prompt).
 
+A best-of-K preview generates, so it is background work on the sampling queue (core.jobs): the
+request validates and stores a `BestOfKPreview` (`best_of_k_preview_create`), a sampling worker
+claims it, samples and scores (`best_of_k_preview_run`, which calls `best_of_k`) and stores the
+ranking or a clear error. No HTTP request runs a generation.
+
 Models are loaded in this process through `rewardmodel.scoring.load_reward_model`, which keeps the
 two most recently used in memory: the helpfulness and the safety model that the hybrid needs.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import time
@@ -15,11 +21,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
 
-from config.exceptions import Conflict, DomainError, InvalidInput
+from accounts.models import User
+from config.exceptions import Conflict, DomainError, InvalidInput, NotFound
+from core import jobs
 from sampling.models import SAMPLED_BACKENDS, ModelVariant
 
-from ..models import RunStatus, TrainingRun
+from ..models import BestOfKPreview, JobStatus, RunStatus, TrainingRun
+
+logger = logging.getLogger(__name__)
+
+BEST_OF_K = "rewardmodel.best_of_k"
+# Seeds stay exact in JSON and JavaScript numbers (the pages show them).
+_MAX_SEED = 2**53 - 1
 
 Message = dict[str, str]
 _ROLES = ("system", "user", "assistant")
@@ -46,6 +62,14 @@ def parse_dialogue(text: str) -> list[Message]:
     return [{"role": m["role"], "content": m["content"].strip()} for m in messages]
 
 
+def dialogue_text(messages: Sequence[Message]) -> str:
+    """The transcript that `parse_dialogue` reads back: a lone user turn as plain text, else one
+    ``Role: text`` line per turn."""
+    if len(messages) == 1 and messages[0]["role"] == "user":
+        return messages[0]["content"]
+    return "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
+
+
 def validate_context(context: Sequence[Any]) -> list[Message]:
     """The dialogue before the response: messages with a known role and text, ending with a user turn."""
     if not context:
@@ -69,13 +93,17 @@ def _response(text: str) -> str:
     return text
 
 
+def _check_saved(run: TrainingRun, field: str = "run") -> None:
+    if run.status not in (RunStatus.SUCCEEDED, RunStatus.CANCELLED) or not run.output_path:
+        raise Conflict(f"Run {run.pk} ({run.name}) has no saved model yet.", field=field)
+
+
 def _model(run: TrainingRun):
     from sampling.variant_backends import configure_torch_threads
 
     from ..scoring import load_reward_model
 
-    if run.status not in (RunStatus.SUCCEEDED, RunStatus.CANCELLED) or not run.output_path:
-        raise Conflict(f"Run {run.pk} ({run.name}) has no saved model yet.", field="run")
+    _check_saved(run)
     if not run.model_dir.is_dir():
         raise Conflict(f"The model of run {run.pk} is no longer in storage.", field="run")
     configure_torch_threads()
@@ -147,6 +175,45 @@ def hybrid_score(
     }
 
 
+def best_of_k_validate(
+    *,
+    variant: ModelVariant,
+    context: Sequence[Any],
+    k: int,
+    run: TrainingRun,
+    safety_run: TrainingRun | None = None,
+    temperature: float = 0.6,
+    max_new_tokens: int | None = None,
+    seed: int | None = None,
+) -> list[Message]:
+    """Refuse a best-of-K preview that cannot run, before anything is queued; the dialogue's messages.
+
+    ``k`` is capped (PREFLAB_BEST_OF_K_MAX): the K responses are sampled in one batch on a worker.
+    """
+    from sampling.variant_backends import request_for
+
+    limit = settings.PREFLAB_BEST_OF_K_MAX
+    if not 1 <= k <= limit:
+        raise InvalidInput(f"K must be between 1 and {limit}.", field="k")
+    if not 0 <= temperature <= 2:
+        raise InvalidInput("The temperature must be between 0 and 2.", field="temperature")
+    if seed is not None and not 0 <= seed <= _MAX_SEED - k:
+        raise InvalidInput(f"The seed must be between 0 and {_MAX_SEED - k}.", field="seed")
+    if variant.backend not in SAMPLED_BACKENDS or not variant.is_active:
+        raise InvalidInput(f"{variant} cannot sample new responses.", field="variant")
+    if safety_run is not None:
+        _check_pair(run, safety_run)
+    _check_saved(run)
+    if safety_run is not None:
+        _check_saved(safety_run, "safety_run")
+    messages = validate_context(context)
+    try:
+        request_for(variant, messages, temperature=temperature, seed=seed or 0, max_new_tokens=max_new_tokens)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    return messages
+
+
 def best_of_k(
     *,
     variant: ModelVariant,
@@ -162,31 +229,29 @@ def best_of_k(
     """Sample ``k`` responses from ``variant`` in one batched call and rank them by reward, best first.
 
     With ``safety_run`` the ranking uses the hybrid reward (``run`` is then the helpfulness model);
-    otherwise ``run``'s reward. Runs in the request, so ``k`` is capped (PREFLAB_BEST_OF_K_MAX).
+    otherwise ``run``'s reward. It generates: call it from a sampling worker (`best_of_k_preview_run`),
+    never from a request.
     """
     from sampling.failures import failure_from_exception
     from sampling.variant_backends import backend_for, request_for
 
     from ..scoring import sigmoid
 
-    limit = settings.PREFLAB_BEST_OF_K_MAX
-    if not 1 <= k <= limit:
-        raise InvalidInput(f"K must be between 1 and {limit}.", field="k")
-    if not 0 <= temperature <= 2:
-        raise InvalidInput("The temperature must be between 0 and 2.", field="temperature")
-    if variant.backend not in SAMPLED_BACKENDS or not variant.is_active:
-        raise InvalidInput(f"{variant} cannot sample new responses.", field="variant")
-    if safety_run is not None:
-        _check_pair(run, safety_run)
-    messages = validate_context(context)
+    messages = best_of_k_validate(
+        variant=variant,
+        context=context,
+        k=k,
+        run=run,
+        safety_run=safety_run,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+    )
     seed = random.SystemRandom().randrange(2**31) if seed is None else seed
-    try:
-        requests = [
-            request_for(variant, messages, temperature=temperature, seed=seed + i, max_new_tokens=max_new_tokens)
-            for i in range(k)
-        ]
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from None
+    requests = [
+        request_for(variant, messages, temperature=temperature, seed=seed + i, max_new_tokens=max_new_tokens)
+        for i in range(k)
+    ]
     started = time.perf_counter()
     try:
         results = backend_for(variant).generate_batch(requests)
@@ -223,3 +288,105 @@ def best_of_k(
         "sampling_seconds": sampled - started,
         "scoring_seconds": time.perf_counter() - sampled,
     }
+
+
+# --- best-of-K previews as background work ------------------------------------------------------
+
+
+def register_background_work() -> None:
+    """Best-of-K previews generate, so they go to the sampling queue; a preview whose worker died is
+    sampled again with the same seed, up to PREFLAB_SAMPLING_MAX_ATTEMPTS runs, then failed."""
+    jobs.register(
+        jobs.JobKind(
+            name=BEST_OF_K,
+            rows=BestOfKPreview.objects.all,
+            task="rewardmodel.best_of_k_preview",
+            queue="sampling",
+            stale_seconds=lambda: settings.PREFLAB_SAMPLING_STALE_SECONDS,
+            max_attempts=lambda: settings.PREFLAB_SAMPLING_MAX_ATTEMPTS,
+            give_up=lambda row: {
+                "error": f"The sampling worker stopped after attempt {row.attempts} (restarted or out of "
+                "memory) and the preview was not tried again. Start a new preview."
+            },
+            queued=JobStatus.QUEUED,
+            running=(JobStatus.RUNNING,),
+        )
+    )
+
+
+def best_of_k_preview_create(
+    *,
+    created_by: User | None,
+    variant: ModelVariant,
+    context: Sequence[Any],
+    k: int,
+    run: TrainingRun,
+    safety_run: TrainingRun | None = None,
+    is_safety_prompt: bool = False,
+    temperature: float = 0.6,
+    max_new_tokens: int | None = None,
+    seed: int | None = None,
+) -> BestOfKPreview:
+    """Check the preview can run (the same refusals as `best_of_k`, before anything is written) and
+    queue it on the sampling queue. The seed is fixed here, so every attempt samples the same."""
+    messages = best_of_k_validate(
+        variant=variant,
+        context=context,
+        k=k,
+        run=run,
+        safety_run=safety_run,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+    )
+    with transaction.atomic():
+        preview = BestOfKPreview.objects.create(
+            variant=variant,
+            run=run,
+            safety_run=safety_run,
+            context=messages,
+            k=k,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            seed=random.SystemRandom().randrange(2**31) if seed is None else seed,
+            is_safety_prompt=is_safety_prompt,
+            created_by=created_by,
+        )
+        jobs.enqueue(BEST_OF_K, [preview.pk])
+    return preview
+
+
+def best_of_k_preview_run(*, preview_id: int) -> BestOfKPreview:
+    """Sample and rank a queued preview and store the ranking, or the reason it failed (the task's body).
+
+    A delivery that finds the preview finished, or held by a live worker, changes nothing; one that
+    lost its claim meanwhile (its heartbeat went stale and another delivery took over) writes nothing.
+    """
+    attempt = jobs.claim(BEST_OF_K, preview_id, started_at=timezone.now(), error="")
+    preview = BestOfKPreview.objects.select_related("variant", "run", "safety_run").filter(pk=preview_id).first()
+    if preview is None:
+        raise NotFound(f"No best-of-K preview {preview_id}.")
+    if attempt is None:
+        return preview
+    mine = BestOfKPreview.objects.filter(pk=preview_id, attempts=attempt, status=JobStatus.RUNNING)
+    try:
+        with jobs.heartbeat(BEST_OF_K, [preview_id]):  # loading a local model takes long too
+            result = best_of_k(
+                variant=preview.variant,
+                context=preview.context,
+                k=preview.k,
+                run=preview.run,
+                safety_run=preview.safety_run,
+                is_safety_prompt=preview.is_safety_prompt,
+                temperature=preview.temperature,
+                max_new_tokens=preview.max_new_tokens,
+                seed=preview.seed,
+            )
+        mine.update(status=JobStatus.DONE, result=result, error="", finished_at=timezone.now())
+    except Exception as exc:
+        if not isinstance(exc, DomainError):
+            logger.exception("best-of-K preview %s failed", preview_id)
+        detail = exc.detail if isinstance(exc, DomainError) else f"{type(exc).__name__}: {exc}"
+        mine.update(status=JobStatus.FAILED, error=detail, finished_at=timezone.now())
+    preview.refresh_from_db()
+    return preview

@@ -1,6 +1,7 @@
 """The reward-model pages: a researcher starts a run in Chromium, watches a real worker train it (on
 the embedded default's file broker) and reads its evaluation; cancels another; scores responses
-and previews best-of-K. Other roles are kept out."""
+and previews best-of-K (queued for a sampling worker: its page waits, not the request). Other roles
+are kept out."""
 
 import csv
 import io
@@ -9,9 +10,10 @@ import zipfile
 import pytest
 from django.test import Client
 
-from rewardmodel.models import BaseCheckpoint, RunMetric, TrainingRun
+from rewardmodel.models import BaseCheckpoint, BestOfKPreview, RunMetric, TrainingRun
 from rewardmodel.services import runs
 from sampling import services as sampling_services
+from tests.conftest import wait_for
 from tests.factories import AnnotatorFactory, UserFactory, VendorManagerFactory
 from tests.helpers import log_in
 from tests.rewardmodel.conftest import fake_server_process, server, training_settings  # noqa: F401
@@ -173,7 +175,12 @@ def test_pages_render_scores_compare_and_csv(client: Client):
     assert missing.status_code == 400 and "Choose a model." in missing.content.decode()
 
 
-def test_best_of_k_page_ranks_sampled_responses(client: Client, request):
+BEST_OF_K = "/research/reward-models/best-of-k/"
+
+
+def test_best_of_k_page_queues_a_preview_and_shows_its_ranking(
+    client: Client, request, django_capture_on_commit_callbacks
+):
     endpoint = request.getfixturevalue("server")  # a model endpoint: the fake OpenAI-compatible server
     researcher = UserFactory(username="rita")
     dataset = tiny_dataset(researcher, [polite_batch(AnnotatorFactory.create_batch(3), 16)])
@@ -186,19 +193,65 @@ def test_best_of_k_page_ranks_sampled_responses(client: Client, request):
         name="endpoint", backend="openai", base_url=f"{endpoint.base_url}/v1", api_model="fake", created_by=None
     )
     client.force_login(researcher)
-    assert "Sample and rank" in client.get("/research/reward-models/best-of-k/").content.decode()
-    response = client.post(
-        "/research/reward-models/best-of-k/",
-        {"variant": variant.pk, "k": 3, "temperature": 0.8, "run": run.pk, "dialogue": "How do I bake bread?"},
-    )
-    text = response.content.decode()
-    assert response.status_code == 200, text
+    assert "Sample and rank" in client.get(BEST_OF_K).content.decode()
+    asked = {"variant": variant.pk, "k": 3, "temperature": 0.8, "run": run.pk, "dialogue": "How do I bake bread?"}
+    with django_capture_on_commit_callbacks(execute=True):  # the sampling task runs at commit (eagerly)
+        response = client.post(BEST_OF_K, asked)
+    preview = BestOfKPreview.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"{BEST_OF_K}{preview.pk}/"
+    text = client.get(response["Location"]).content.decode()
     assert text.count('class="rm-rank"') == 3 and "3 responses from endpoint v1" in text
-    refused = client.post(
-        "/research/reward-models/best-of-k/",
-        {"variant": variant.pk, "k": 50, "temperature": 0.8, "run": run.pk, "dialogue": "Hi"},
+    assert "How do I bake bread?" in text and "Sampling" not in text
+    assert f'href="{BEST_OF_K}{preview.pk}/"' in client.get(BEST_OF_K).content.decode()  # the recent previews
+    again = client.get(f"{BEST_OF_K}?again={preview.pk}").content.decode()  # the form with its settings
+    assert "How do I bake bread?</textarea>" in again and 'name="k" value="3"' in again
+
+    # Refusals come back with the form and a message, in the request, and nothing is queued.
+    for change, message in [
+        ({"k": 50}, "Ensure this value is less than or equal to 8."),
+        ({"dialogue": "User: Hi\nAssistant: Hello!"}, "The dialogue must end with the user&#x27;s turn"),
+    ]:
+        with django_capture_on_commit_callbacks(execute=True) as sent:
+            refused = client.post(BEST_OF_K, {**asked, **change})
+        assert refused.status_code == 400 and message in refused.content.decode() and not sent
+    assert BestOfKPreview.objects.count() == 1
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("embedded_worker")
+def test_a_best_of_k_preview_is_sampled_by_a_worker_while_its_page_waits(page, live_server, request):
+    endpoint = request.getfixturevalue("server")
+    researcher = UserFactory(username="rita")
+    dataset = tiny_dataset(researcher, [polite_batch(AnnotatorFactory.create_batch(3), 16)])
+    run = runs.run_create(
+        created_by=researcher, dataset=dataset, base_checkpoint=minilm_checkpoint(), hyperparameters=TINY
     )
-    assert refused.status_code == 400
+    variant = sampling_services.variant_create(
+        name="endpoint", backend="openai", base_url=f"{endpoint.base_url}/v1", api_model="fake", created_by=None
+    )
+    wait_for(lambda: TrainingRun.objects.get(pk=run.pk).status == "succeeded", timeout=180)  # the worker trains it
+    endpoint.set("slow", delay=4)  # each response takes the endpoint 4 s
+
+    log_in(page, live_server, "rita")
+    page.goto(f"{live_server.url}{BEST_OF_K}")
+    page.select_option("select[name=variant]", str(variant.pk))
+    page.fill("input[name=k]", "3")
+    page.select_option("select[name=run]", str(run.pk))
+    page.fill("textarea[name=dialogue]", "How do I bake bread?")
+    page.click("#best-of-k-submit")
+
+    # The form's POST answered while the endpoint was still working on the responses: the page waits.
+    page.wait_for_url(f"{live_server.url}{BEST_OF_K}*/")
+    assert "Sampling 3 responses from endpoint v1 and scoring them" in page.inner_text("#preview-status")
+    preview = BestOfKPreview.objects.get()
+    assert page.url == f"{live_server.url}{BEST_OF_K}{preview.pk}/"
+    assert page.locator(".rm-settings").inner_text().count("endpoint v1") == 1
+    page.wait_for_selector("#ranking", timeout=60_000)  # the page followed the API and reloaded once
+    assert page.locator(".rm-rank").count() == 3 and page.locator("#preview-status").count() == 0
+    preview.refresh_from_db()
+    assert (preview.status, preview.attempts) == ("done", 1)
+    assert "3 responses from endpoint v1, ranked by the helpfulness reward" in page.inner_text("#ranking h2")
 
 
 def test_only_researchers_reach_the_reward_model_pages(client: Client):
@@ -214,6 +267,7 @@ def test_only_researchers_reach_the_reward_model_pages(client: Client):
         "/research/reward-models/compare/",
         "/research/reward-models/score/",
         "/research/reward-models/best-of-k/",
+        "/research/reward-models/best-of-k/1/",
     ]
     for user in (AnnotatorFactory(), VendorManagerFactory()):
         client.force_login(user)

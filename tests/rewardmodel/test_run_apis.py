@@ -1,17 +1,22 @@
-"""The reward-model API: researchers start, follow, cancel, download and score; nobody else can."""
+"""The reward-model API: researchers start, follow, cancel, download and score, and queue best-of-K
+previews that a sampling worker ranks; nobody else can."""
 
 import io
 import zipfile
+from datetime import timedelta
 
 import pytest
 import torch
+from django.utils import timezone
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from rewardmodel.models import RunStatus, TrainingRun
+from core import jobs
+from rewardmodel.models import BestOfKPreview, JobStatus, RunStatus, TrainingRun
 from rewardmodel.scoring import hybrid_reward, score, sigmoid
-from rewardmodel.services import runs
+from rewardmodel.services import rewards, runs
 from rewardmodel.tasks import evaluate_reward_model, train_reward_model_run
 from sampling import services as sampling_services
+from sampling.models import ModelVariant
 from tests.factories import AnnotatorFactory, UserFactory, VendorManagerFactory
 from tests.helpers import client_for
 
@@ -110,7 +115,9 @@ def test_a_researcher_trains_follows_downloads_and_scores(api, researcher, rater
     assert again == pytest.approx(scored["reward"], abs=1e-5)  # the download scores as the service does
 
 
-def test_hybrid_reward_best_of_k_and_evaluation_on_another_test_set(api, researcher, raters, server):
+def test_hybrid_reward_best_of_k_and_evaluation_on_another_test_set(
+    api, researcher, raters, server, django_capture_on_commit_callbacks
+):
     helpful_batch = polite_batch(raters, 24, name="help")
     safety_batch = polite_batch(raters, 32, focus="safety", seed=5, name="safety")
     helpful = trained(api, tiny_dataset(researcher, [helpful_batch], name="helpful"))
@@ -151,21 +158,45 @@ def test_hybrid_reward_best_of_k_and_evaluation_on_another_test_set(api, researc
     variant = sampling_services.variant_create(
         name="endpoint", backend="openai", base_url=f"{server.base_url}/v1", api_model="fake", created_by=None
     )
-    best = api.post(
-        "/api/training-runs/best-of-k/",
-        {"variant": variant.pk, "k": 3, "run": helpful["id"], "safety_run": safety["id"], "dialogue": PROMPT},
-        format="json",
-    )
-    assert best.status_code == 200, best.json()
-    ranked = best.json()["candidates"]
+    asked = {"variant": variant.pk, "k": 3, "run": helpful["id"], "safety_run": safety["id"], "dialogue": PROMPT}
+    with django_capture_on_commit_callbacks(execute=True):  # the sampling task runs at commit (eagerly)
+        best = api.post("/api/training-runs/best-of-k/", asked, format="json")
+        # The request only queues the preview: nothing was sampled when it answered.
+        assert best.status_code == 202, best.json()
+        assert best.json()["status"] == "queued" and best.json()["result"] is None
+        assert best["Location"] == best.json()["url"]
+    preview = api.get(best.json()["url"])
+    assert preview.status_code == 200 and preview.json()["status"] == "done", preview.json()
+    assert (preview.json()["attempts"], preview.json()["error"], preview.json()["k"]) == (1, "", 3)
+    result = preview.json()["result"]
+    ranked = result["candidates"]
     assert [c["rank"] for c in ranked] == [1, 2, 3] and len({c["text"] for c in ranked}) == 3
     assert [c["reward"] for c in ranked] == sorted((c["reward"] for c in ranked), reverse=True)
-    assert best.json()["ranking"] == "hybrid"
+    assert result["ranking"] == "hybrid" and result["seed"] == preview.json()["seed"]
+    assert sorted(c["seed"] for c in ranked) == [result["seed"] + i for i in range(3)]
     assert ranked[0]["helpfulness"]["reward"] == pytest.approx(single(helpful, ranked[0]["text"])["reward"], abs=1e-6)
-    too_many = api.post(
-        "/api/training-runs/best-of-k/", {"variant": variant.pk, "k": 99, "run": helpful["id"], "dialogue": PROMPT}
-    )
-    assert too_many.status_code == 400 and too_many.json()["field"] == "k"
+
+    # Input that cannot run is refused in the request, with the field at fault, and nothing is queued.
+    refusals = [
+        ({"k": 99}, 400, "k", "K must be between 1 and"),
+        ({"temperature": 3}, 400, "temperature", "between 0 and 2"),
+        ({"dialogue": "User: Hi\nAssistant: Hello"}, 400, "context", "must end with the user's turn"),
+        ({"safety_run": helpful["id"]}, 400, "safety_run", "is a helpfulness model"),
+        ({"seed": -1}, 400, "seed", "The seed must be between 0 and"),
+    ]
+    for change, code, field, message in refusals:
+        with django_capture_on_commit_callbacks(execute=True) as sent:
+            refused = api.post("/api/training-runs/best-of-k/", {**asked, **change}, format="json")
+        assert (refused.status_code, refused.json()["field"]) == (code, field), refused.json()
+        assert message in refused.json()["detail"] and not sent
+    assert BestOfKPreview.objects.count() == 1
+
+    server.set("401")  # a model endpoint that refuses: the preview fails with the reason
+    with django_capture_on_commit_callbacks(execute=True):
+        failing = api.post("/api/training-runs/best-of-k/", {**asked, "safety_run": None}, format="json")
+    failed = api.get(failing.json()["url"]).json()
+    assert (failed["status"], failed["result"]) == ("failed", None)
+    assert "Invalid API key provided" in failed["error"]
 
     evaluation = api.post("/api/run-evaluations/", {"run": safety["id"], "dataset": helpful["dataset"]})
     assert evaluation.status_code == 202 and evaluation.json()["status"] == "queued"
@@ -219,11 +250,53 @@ def test_cancel_resume_and_refusals(api, researcher, raters):
 def test_only_researchers_reach_reward_models(raters, researcher):
     dataset = tiny_dataset(researcher, [polite_batch(raters, 4)], test_fraction=0)
     run = runs.run_create(created_by=researcher, dataset=dataset, base_checkpoint=minilm_checkpoint())
+    preview = lost_preview(run, attempts=0)
     for user in (AnnotatorFactory(), VendorManagerFactory()):
         client = client_for(user)
         assert client.get("/api/training-runs/").status_code == 403
         assert client.get(f"/api/training-runs/{run.pk}/download/").status_code == 403
         assert client.post("/api/training-runs/", {"dataset": dataset.pk}).status_code == 403
         assert client.post("/api/training-runs/hybrid-score/", {}).status_code == 403
+        assert client.post("/api/training-runs/best-of-k/", {}).status_code == 403
+        assert client.get(f"/api/training-runs/best-of-k/{preview.pk}/").status_code == 403
         assert client.get("/api/base-checkpoints/").status_code == 403
         assert client.get("/api/run-evaluations/").status_code == 403
+
+
+def lost_preview(run: TrainingRun, *, attempts: int) -> BestOfKPreview:
+    """A preview whose worker died while sampling: running, its heartbeat long stopped."""
+    variant = ModelVariant.objects.filter(name="endpoint").first() or sampling_services.variant_create(
+        name="endpoint", backend="openai", base_url="http://127.0.0.1:9/v1", api_model="fake", created_by=None
+    )
+    return BestOfKPreview.objects.create(
+        variant=variant,
+        run=run,
+        context=[{"role": "user", "content": PROMPT}],
+        k=2,
+        temperature=0.6,
+        seed=7,
+        status=JobStatus.RUNNING,
+        attempts=attempts,
+        heartbeat_at=timezone.now() - timedelta(hours=1),
+    )
+
+
+def test_a_preview_whose_worker_died_is_tried_again_then_failed_with_the_reason(api, researcher, raters, settings):
+    settings.PREFLAB_SAMPLING_MAX_ATTEMPTS = 2
+    dataset = tiny_dataset(researcher, [polite_batch(raters, 4)], test_fraction=0)
+    run = runs.run_create(created_by=researcher, dataset=dataset, base_checkpoint=minilm_checkpoint())
+    kind = jobs.kind(rewards.BEST_OF_K)
+    assert (kind.queue, kind.task) == ("sampling", "rewardmodel.best_of_k_preview")
+
+    again = lost_preview(run, attempts=1)  # a second attempt is left: it is queued and sent again
+    assert jobs.recover_lost(kind, timezone.now()) == [again.pk]
+    retried = api.get(f"/api/training-runs/best-of-k/{again.pk}/").json()
+    # The eager task ran the second attempt; this run has no saved model, which it says.
+    assert (retried["status"], retried["attempts"]) == ("failed", 2)
+    assert "has no saved model yet" in retried["error"]
+
+    given_up = lost_preview(run, attempts=2)  # its last attempt: failed, saying why
+    assert jobs.recover_lost(kind, timezone.now()) == []
+    failed = api.get(f"/api/training-runs/best-of-k/{given_up.pk}/").json()
+    assert failed["status"] == "failed" and "stopped after attempt 2" in failed["error"]
+    assert api.get("/api/training-runs/best-of-k/999999/").status_code == 404

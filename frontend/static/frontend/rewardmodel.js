@@ -1,7 +1,8 @@
 // Reward-model pages. The live run page polls the run through the API (the same one the outside
 // world uses), updates its figures in place and swaps in the server-drawn curves; when the run
-// finishes it reloads once, so the evaluation tables and the download button appear. The runs list
-// and evaluations follow the same way; the start-run form fills in a checkpoint's suggestions.
+// finishes it reloads once, so the evaluation tables and the download button appear. The runs list,
+// evaluations and best-of-K previews follow the same way; the start-run form fills in a checkpoint's
+// suggestions.
 import { api } from "./api.js";
 
 const POLL_MS = 1500;
@@ -106,6 +107,32 @@ async function followPill(el, url, done) {
   }
 }
 
+// A best-of-K preview while a sampling worker has it: poll it, and reload once it is done or failed
+// (the page then shows the ranked responses or the error).
+async function followPreview(el) {
+  const pill = el.querySelector("[data-status]");
+  const phase = el.querySelector("[data-phase]");
+  for (;;) {
+    await sleep(POLL_MS);
+    let item;
+    try {
+      item = await api("GET", el.dataset.previewPoll, undefined, { retries: 3 });
+    } catch (_) {
+      phase.textContent = "connection lost, retrying…";
+      await sleep(4 * POLL_MS);
+      continue;
+    }
+    if (item.status === "done" || item.status === "failed") {
+      window.location.reload();
+      return;
+    }
+    pill.textContent = item.status === "queued" ? "Queued" : "Running";
+    pill.className = `status-pill ${item.status}`;
+    phase.textContent = item.status === "queued" ? "waiting for a sampling worker; the ranking appears here when it is ready."
+      : `on ${item.worker || "a sampling worker"}; the ranking appears here when it is ready.`;
+  }
+}
+
 function startForm(form) {
   // Not form.dataset: on a form that property is the control named "dataset".
   const suggestions = JSON.parse(form.getAttribute("data-suggestions") || "{}");
@@ -142,9 +169,6 @@ if (runForm) startForm(runForm);
 const score = document.getElementById("score-form");
 if (score) scoreForm(score);
 const bestOfK = document.getElementById("best-of-k-form");
-if (bestOfK) {
-  bestOfK.addEventListener("submit", () => {
-    document.getElementById("best-of-k-submit").disabled = true;
-    document.getElementById("best-of-k-wait").hidden = false;
-  });
-}
+if (bestOfK) bestOfK.addEventListener("submit", () => { document.getElementById("best-of-k-submit").disabled = true; });
+const preview = document.querySelector("[data-preview-poll]");
+if (preview) followPreview(preview);
