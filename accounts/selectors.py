@@ -1,8 +1,8 @@
 """Reads of people, scoped so vendors never see other vendors' people."""
 
-from django.db.models import QuerySet
+from django.db.models import Count, Max, QuerySet
 
-from .models import User
+from .models import Role, User, Vendor
 
 
 def people_for(user: User) -> QuerySet[User]:
@@ -13,3 +13,18 @@ def people_for(user: User) -> QuerySet[User]:
     if user.is_vendor_manager:
         return people.filter(vendor_id=user.vendor_id)
     return people.filter(pk=user.pk)
+
+
+def annotators_with_rating_totals(*, user: User) -> QuerySet[User]:
+    """The annotators the user may see, by vendor and name, each with `n_ratings` and `last_rating`."""
+    return (
+        people_for(user)
+        .filter(role=Role.ANNOTATOR)
+        .annotate(n_ratings=Count("ratings"), last_rating=Max("ratings__created_at"))
+        .order_by("vendor__name", "username")
+    )
+
+
+def vendors_for(*, user: User) -> QuerySet[Vendor]:
+    """Vendors the user may see: researchers all of them, everyone else their own."""
+    return Vendor.objects.all() if user.is_researcher else Vendor.objects.filter(pk=user.vendor_id)

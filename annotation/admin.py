@@ -1,17 +1,6 @@
 from django.contrib import admin
 
-from .models import (
-    AgreementReport,
-    AnnotatorQuality,
-    Assignment,
-    Batch,
-    Comparison,
-    Dialogue,
-    Prompt,
-    Rating,
-    Response,
-    Turn,
-)
+from .models import Assignment, Batch, Comparison, Dialogue, Prompt, Rating, Response, Turn
 
 
 @admin.register(Batch)
@@ -66,25 +55,3 @@ class RatingAdmin(admin.ModelAdmin):
     list_display = ["id", "comparison", "annotator", "chosen", "strength", "safety_label", "created_at"]
     list_filter = ["strength", "safety_label"]
     raw_id_fields = ["assignment", "comparison", "annotator"]
-
-
-class AnnotatorQualityInline(admin.TabularInline):
-    model = AnnotatorQuality
-    extra = 0
-    can_delete = False
-    raw_id_fields = ["annotator"]
-    fields = ["annotator", "n_ratings", "agreement", "gold_accuracy", "left_share", "swap_consistency", "flags"]
-    readonly_fields = fields
-
-
-@admin.register(AgreementReport)
-class AgreementReportAdmin(admin.ModelAdmin):
-    """Read-only: reports are written by annotation.agreement_services on the default queue."""
-
-    list_display = ["id", "scope", "batch", "vendor", "status", "ratings_count", "computed_at"]
-    list_filter = ["scope", "status"]
-    readonly_fields = [f.name for f in AgreementReport._meta.fields]
-    inlines = [AnnotatorQualityInline]
-
-    def has_add_permission(self, request) -> bool:
-        return False

@@ -5,20 +5,20 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.permissions import IsAnnotator, IsResearcher, IsResearcherOrVendorManager
+from agreement import reliability
+from agreement import selectors as agreement_selectors
+from agreement import services as agreement_services
+from agreement.serializers import AgreementReportSerializer
 from config.exceptions import InvalidInput, NotFound
 
-from . import agreement_services, reliability, selectors, services
-from .models import AgreementReport, Assignment, Batch, ReportScope
-from .renderers import CSVRenderer
+from . import selectors, services
+from .models import Assignment, Batch
 from .serializers import (
-    AgreementReportSerializer,
     AnnotatorAssignmentSerializer,
-    AnnotatorQualitySerializer,
     BatchCreateSerializer,
     BatchSerializer,
     GoldMarkSerializer,
@@ -26,11 +26,8 @@ from .serializers import (
     ImportResultSerializer,
     RatingSerializer,
     RatingSubmitSerializer,
-    ReportFilterSerializer,
     ResearchComparisonSerializer,
 )
-
-TABLE_RENDERERS = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
 
 
 def _upload_lines(request: Request) -> list[bytes]:
@@ -71,13 +68,13 @@ class BatchViewSet(viewsets.ModelViewSet):
         """The batch's stored agreement report (vendor managers: their own people's), and whether
         newer ratings or a queued recompute exist. 404 until the first recompute has run."""
         batch = get_object_or_404(Batch, pk=pk)
-        report = selectors.batch_report_for(request.user, batch)
+        report = agreement_selectors.batch_report_for(request.user, batch)
         if report is None:
             raise NotFound("No agreement report for this batch yet: it is computed once a comparison is complete.")
         return Response(
             {
                 "report": AgreementReportSerializer(report).data,
-                "freshness": selectors.report_freshness(report),
+                "freshness": agreement_selectors.report_freshness(report),
                 "metrics": reliability.metric_rows(report.metrics),
             }
         )
@@ -216,100 +213,3 @@ class ComparisonViewSet(viewsets.ReadOnlyModelViewSet):
             data.is_valid(raise_exception=True)
             services.comparison_gold_mark(comparison_id=comparison.pk, **data.validated_data)
         return Response(ResearchComparisonSerializer(self.get_queryset().get(pk=comparison.pk)).data)
-
-
-class AgreementReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Agreement reports: per batch, per vendor in a batch, and over a filter (POST to ask for one).
-
-    Researchers see all; vendor managers their own vendor's reports and people. The table actions
-    (`metrics`, `annotators`, `strengths`, `trend`) also answer `?format=csv`.
-    """
-
-    serializer_class = AgreementReportSerializer
-    queryset = AgreementReport.objects.none()  # for the schema; requests go through get_queryset
-    permission_classes = [IsResearcherOrVendorManager]
-    filterset_fields = ["scope", "batch", "vendor", "status"]
-
-    def get_queryset(self):
-        return selectors.agreement_reports_for(self.request.user).order_by("-requested_at", "-id")
-
-    @extend_schema(request=ReportFilterSerializer, responses={202: AgreementReportSerializer})
-    def create(self, request: Request) -> Response:
-        """Ask for a report over a filter; it is computed on the default queue (poll its status)."""
-        data = ReportFilterSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        report = agreement_services.agreement_report_request(requested_by=request.user, **data.validated_data)
-        report.refresh_from_db()
-        return Response(AgreementReportSerializer(report).data, status=status.HTTP_202_ACCEPTED)
-
-    @extend_schema(responses={200: dict})
-    @action(detail=True, methods=["get"], renderer_classes=TABLE_RENDERERS)
-    def metrics(self, request: Request, pk=None) -> Response:
-        """The coefficients with standard errors and 95% intervals, one row each."""
-        report = self.get_object()
-        self.csv_filename = f"agreement-report-{report.pk}.csv"
-        return Response(reliability.metric_rows(report.metrics))
-
-    @extend_schema(responses=AnnotatorQualitySerializer(many=True))
-    @action(detail=True, methods=["get"], renderer_classes=TABLE_RENDERERS)
-    def annotators(self, request: Request, pk=None) -> Response:
-        """Per-annotator quality, limited to the people the caller may see."""
-        report = self.get_object()
-        self.csv_filename = f"annotator-quality-report-{report.pk}.csv"
-        rows = selectors.annotator_quality_for(request.user, report)
-        return Response(AnnotatorQualitySerializer(rows, many=True).data)
-
-    @extend_schema(responses={200: dict})
-    @action(detail=True, methods=["get"], renderer_classes=TABLE_RENDERERS)
-    def strengths(self, request: Request, pk=None) -> Response:
-        """How the ratings spread over the signed 8-level scale."""
-        report = self.get_object()
-        self.csv_filename = f"strengths-report-{report.pk}.csv"
-        return Response(reliability.strength_rows(report.metrics))
-
-    @extend_schema(responses={200: dict})
-    @action(detail=False, methods=["get"], renderer_classes=TABLE_RENDERERS)
-    def trend(self, request: Request) -> Response:
-        """Agreement per batch over time (vendor managers: their people's), oldest week first."""
-        self.csv_filename = "agreement-per-batch.csv"
-        return Response(selectors.agreement_trend_rows(request.user))
-
-    @extend_schema(
-        parameters=[OpenApiParameter("annotator", int, required=True, description="The annotator's user id.")],
-        responses={200: dict},
-    )
-    @action(detail=False, methods=["get"], url_path="annotator-history", renderer_classes=TABLE_RENDERERS)
-    def annotator_history(self, request: Request) -> Response:
-        """One annotator's quality in every batch report, oldest week first (their vendor's managers
-        and researchers only)."""
-        try:
-            annotator_id = int(request.query_params.get("annotator", ""))
-        except ValueError:
-            raise InvalidInput("Give the annotator's user id as ?annotator=.", field="annotator") from None
-        self.csv_filename = f"annotator-{annotator_id}-history.csv"
-        rows = list(selectors.annotator_history(request.user, annotator_id))
-        return Response(
-            [
-                {"batch": row.report.batch.name, "week": row.report.batch.week, **data}
-                for row, data in zip(rows, AnnotatorQualitySerializer(rows, many=True).data, strict=True)
-            ]
-        )
-
-    @extend_schema(request=None, responses={202: dict})
-    @action(detail=True, methods=["post"], permission_classes=[IsResearcher])
-    def recompute(self, request: Request, pk=None) -> Response:
-        """Queue the report's recompute: its batch's for batch reports, the filter's otherwise."""
-        report = self.get_object()
-        if report.scope == ReportScope.FILTER:
-            filters = selectors.ReportFilter.from_dict(report.filters)
-            agreement_services.agreement_report_request(
-                requested_by=request.user,
-                batches=filters.batches,
-                focus=filters.focus,
-                vendor=filters.vendor,
-                week_from=filters.week_from,
-                week_to=filters.week_to,
-            )
-        else:
-            agreement_services.agreement_recompute_request(batch_id=report.batch_id, force=True)
-        return Response({"queued": True}, status=status.HTTP_202_ACCEPTED)

@@ -5,8 +5,6 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
-from core.models import BackgroundWork
-
 # Gold items and repeats check the annotators; most of each queue stays real work.
 MAX_CHECK_RATE = 0.5
 
@@ -67,7 +65,7 @@ class Batch(models.Model):
         help_text="Share of each annotator's pairs that show them an earlier pair again, sides swapped.",
     )
     # Set while an agreement recompute is queued and cleared when it starts: the debounce of
-    # annotation.agreement_services.agreement_recompute_request.
+    # agreement.services.agreement_recompute_request.
     agreement_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -291,97 +289,3 @@ class Rating(models.Model):
     @property
     def chose_left(self) -> bool:
         return self.chosen == self.shown_left
-
-
-class ReportScope(models.TextChoices):
-    BATCH = "batch", "Batch"
-    BATCH_VENDOR = "batch_vendor", "One vendor's people in a batch"
-    FILTER = "filter", "A filter over batches, focus, vendor and weeks"
-
-
-class ReportStatus(models.TextChoices):
-    PENDING = "pending", "Queued"
-    READY = "ready", "Ready"
-    FAILED = "failed", "Failed"
-
-
-class AgreementReport(BackgroundWork):
-    """Inter-rater agreement and aggregation figures over a set of ratings, computed by a task.
-
-    `metrics` holds what annotation.reliability.measure_agreement returns (coefficients with their
-    standard errors, observed and chance agreement, unit counts, the strength distribution and
-    Dawid-Skene against majority vote). Batch and batch-vendor reports are recomputed when the
-    batch changes; filter reports when someone asks. The per-annotator figures of batch and filter
-    reports are AnnotatorQuality rows.
-    """
-
-    scope = models.CharField(max_length=20, choices=ReportScope.choices)
-    batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.CASCADE, related_name="agreement_reports")
-    vendor = models.ForeignKey("accounts.Vendor", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
-    filters = models.JSONField(default=dict, blank=True, help_text="The filter of a filter report, canonical form.")
-    filter_key = models.CharField(max_length=64, blank=True)
-    status = models.CharField(max_length=10, choices=ReportStatus.choices, default=ReportStatus.PENDING)
-    error = models.TextField(blank=True)
-    metrics = models.JSONField(default=dict, blank=True)
-    ratings_count = models.PositiveIntegerField(default=0, help_text="Ratings in scope when it was computed.")
-    computed_at = models.DateTimeField(null=True, blank=True)
-    seconds = models.FloatField(null=True, blank=True, help_text="How long the computation took.")
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    requested_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-requested_at", "-id"]
-        constraints = [
-            models.UniqueConstraint(fields=["batch"], condition=Q(scope="batch"), name="one_report_per_batch"),
-            models.UniqueConstraint(
-                fields=["batch", "vendor"], condition=Q(scope="batch_vendor"), name="one_report_per_batch_vendor"
-            ),
-            models.UniqueConstraint(fields=["filter_key"], condition=Q(scope="filter"), name="one_report_per_filter"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.get_scope_display()} report {self.pk}"
-
-
-class AnnotatorQuality(models.Model):
-    """One annotator's quality figures within a report. Shares come with 95% Wilson intervals."""
-
-    report = models.ForeignKey(AgreementReport, on_delete=models.CASCADE, related_name="annotators")
-    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    n_ratings = models.PositiveIntegerField(help_text="Every rating in scope, gold and repeats included.")
-    agreement = models.FloatField(null=True, help_text="Share matching the majority choice of the other raters.")
-    agreement_low = models.FloatField(null=True)
-    agreement_high = models.FloatField(null=True)
-    agreement_n = models.PositiveIntegerField(default=0)
-    gold_accuracy = models.FloatField(null=True)
-    gold_low = models.FloatField(null=True)
-    gold_high = models.FloatField(null=True)
-    gold_n = models.PositiveIntegerField(default=0)
-    left_share = models.FloatField(null=True, help_text="Share of ratings choosing the response shown on the left.")
-    left_low = models.FloatField(null=True)
-    left_high = models.FloatField(null=True)
-    left_distance = models.FloatField(null=True, help_text="|left share - 0.5|.")
-    position_significant = models.BooleanField(default=False)
-    unsure_share = models.FloatField(null=True, help_text='Share of "negligibly better / unsure".')
-    unsure_low = models.FloatField(null=True)
-    unsure_high = models.FloatField(null=True)
-    median_seconds = models.FloatField(null=True)
-    ratings_per_hour = models.FloatField(null=True, help_text="3600 / median seconds per rating.")
-    swap_consistency = models.FloatField(null=True, help_text="Share of repeats where the same response was chosen.")
-    swap_low = models.FloatField(null=True)
-    swap_high = models.FloatField(null=True)
-    swap_n = models.PositiveIntegerField(default=0)
-    ds_accuracy = models.FloatField(null=True, help_text="Dawid-Skene estimate of the share of correct choices.")
-    flags = models.JSONField(default=list, blank=True)
-    is_outlier = models.BooleanField(default=False)
-
-    class Meta:
-        ordering = ["report_id", "annotator_id"]
-        constraints = [
-            models.UniqueConstraint(fields=["report", "annotator"], name="one_quality_row_per_annotator"),
-        ]
-
-    def __str__(self) -> str:
-        return f"quality of {self.annotator_id} in report {self.report_id}"

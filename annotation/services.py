@@ -343,7 +343,7 @@ def rating_submit(
                 # Agreement follows completed comparisons and quality checks, off the request path:
                 # the request is one conditional UPDATE in this transaction, the task is sent after
                 # commit (a broker that is down never turns a stored rating into an error).
-                from .agreement_services import agreement_recompute_request
+                from agreement.services import agreement_recompute_request
 
                 agreement_recompute_request(batch_id=batch.id, now=now)
             return RatingResult(rating=rating, created=True)
@@ -545,7 +545,7 @@ def gold_promote_unanimous(
 
 
 def _request_agreement_after_commit(batch_id: int) -> None:
-    from .agreement_services import agreement_recompute_request
+    from agreement.services import agreement_recompute_request
 
     # Gold changes no rating, so the reconciler would not notice them: always ask (researchers' actions).
     agreement_recompute_request(batch_id=batch_id, force=True)  # the task itself is sent after commit

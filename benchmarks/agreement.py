@@ -1,4 +1,4 @@
-"""Time annotation.agreement and annotation.aggregation on a Llama-2-sized batch and compare them
+"""Time agreement.coefficients and agreement.aggregation on a Llama-2-sized batch and compare them
 with the reference packages.
 
     .venv/bin/python benchmarks/agreement.py                      # 1,000,000 ratings
@@ -35,8 +35,8 @@ from sklearn.metrics import cohen_kappa_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from annotation.aggregation import dawid_skene, majority_vote
-from annotation.agreement import AgreementResult, cohen_kappa, fleiss_kappa, gwet_ac, krippendorff_alpha
+from agreement.aggregation import dawid_skene, majority_vote
+from agreement.coefficients import AgreementResult, cohen_kappa, fleiss_kappa, gwet_ac, krippendorff_alpha
 
 T = TypeVar("T")
 SIGNED_SCALE = [-4, -3, -2, -1, 1, 2, 3, 4]

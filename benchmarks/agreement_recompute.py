@@ -1,9 +1,9 @@
-"""A full agreement recompute of one batch on PostgreSQL: the Django side of annotation.agreement.
+"""A full agreement recompute of one batch on PostgreSQL: the Django side of agreement.coefficients.
 
 Seeds a database (created and dropped by this script) with set-based SQL: one batch of
 ``--comparisons`` comparisons rated 3 times each by ``--annotators`` annotators of 4 vendors, plus
 gold comparisons whose ratings are gold checks and swapped repeats rated once, then times
-``annotation.agreement_services.agreement_recompute`` (load with one values_list query, compute
+``agreement.services.agreement_recompute`` (load with one values_list query, compute
 every coefficient, Dawid-Skene and the per-annotator figures, store the report, the vendor reports
 and the annotator rows) and prints the time of each step, the best of ``--repeat`` runs.
 
@@ -153,8 +153,10 @@ def seed(comparisons: int, annotators: int, gold: int, repeats: int) -> int:
 
 def timed_recompute(batch_id: int) -> dict[str, float]:
     """The service's three steps, timed apart; then the service itself, end to end."""
-    from annotation import agreement_services, reliability
-    from annotation.models import AgreementReport, Rating
+    from agreement import reliability
+    from agreement import services as agreement_services
+    from agreement.models import AgreementReport
+    from annotation.models import Rating
 
     t0 = time.perf_counter()
     table = agreement_services.rating_table(Rating.objects.filter(comparison__batch_id=batch_id))

@@ -1,7 +1,7 @@
 """The rating request with realistic history: does a rating that completes a comparison cost more?
 
 A rating that makes a comparison complete also asks for the batch's agreement report to be
-recomputed (``annotation.agreement_services.agreement_recompute_request`` after commit: one
+recomputed (``agreement.services.agreement_recompute_request`` after commit: one
 conditional UPDATE of the batch row, and a broker send when no request is pending). The goal: that
 request within 1.2x of an ordinary rating, in both deployments:
 
@@ -192,7 +192,7 @@ def role_seed(args: argparse.Namespace) -> dict:
     from rest_framework.authtoken.models import Token
 
     from accounts.models import User, Vendor
-    from annotation.agreement_services import agreement_recompute
+    from agreement.services import agreement_recompute
 
     rng = random.Random(args.rng_seed)
     started = time.perf_counter()
@@ -480,7 +480,8 @@ import json, os, threading, time
 
 
 def post_worker_init(worker):
-    from annotation import agreement_services, services
+    from agreement import services as agreement_services
+    from annotation import services
     from core import jobs
 
     local = threading.local()

@@ -5,6 +5,7 @@ from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from accounts import apis as accounts_apis
+from agreement import apis as agreement_apis
 from annotation import apis as annotation_apis
 from quizzes import apis as quizzes_apis
 from rewardmodel import apis as rewardmodel_apis
@@ -15,7 +16,7 @@ router = DefaultRouter()
 router.register("batches", annotation_apis.BatchViewSet, basename="batch")
 router.register("ratings", annotation_apis.RatingViewSet, basename="rating")
 router.register("comparisons", annotation_apis.ComparisonViewSet, basename="comparison")
-router.register("agreement-reports", annotation_apis.AgreementReportViewSet, basename="agreement-report")
+router.register("agreement-reports", agreement_apis.AgreementReportViewSet, basename="agreement-report")
 router.register("people", accounts_apis.PersonViewSet, basename="person")
 router.register("vendors", accounts_apis.VendorViewSet, basename="vendor")
 router.register("quizzes", quizzes_apis.QuizViewSet, basename="quiz")

@@ -1,7 +1,7 @@
 """SVG primitives every Preflab plot is drawn with (pure Python, no Django): colours, the plot frame
 and its scales, round ticks, axes, a legend, and the <svg> document. Every text drawn is escaped.
 Colours follow frontend/static/frontend/preflab.css. The charts themselves live beside the data they
-show: annotation.plots (agreement) and rewardmodel.plots (training)."""
+show: agreement.plots (agreement) and rewardmodel.plots (training)."""
 
 import math
 from collections.abc import Sequence

@@ -5,12 +5,11 @@ from functools import wraps
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, Max
 from django.shortcuts import get_object_or_404, redirect, render
 
-from accounts.selectors import people_for
+from accounts.selectors import annotators_with_rating_totals
 from annotation import selectors
-from annotation.models import Batch, SafetyLabel, Strength
+from annotation.models import SafetyLabel, Strength
 
 
 def role_required(check):
@@ -54,7 +53,7 @@ def annotate_index(request):
 
 @annotator_required
 def rate(request, batch_id: int):
-    batch = get_object_or_404(Batch, pk=batch_id, is_open=True)
+    batch = get_object_or_404(selectors.batches_for(request.user), pk=batch_id, is_open=True)
     refusal = selectors.batch_refusal_for(request.user, batch)
     if refusal:
         return render(request, "frontend/refused.html", {"reason": refusal}, status=403)
@@ -88,18 +87,18 @@ def _safety_rows(counts: dict) -> list[dict]:
 
 @researcher_required
 def research_batches(request):
-    rows = [{"batch": batch, "progress": selectors.batch_progress(batch)} for batch in Batch.objects.all()]
+    rows = selectors.batches_with_progress(user=request.user)
     return render(request, "frontend/research/batches.html", {"rows": rows})
 
 
 @researcher_required
 def research_batch(request, batch_id: int):
-    batch = get_object_or_404(Batch, pk=batch_id)
+    batch = get_object_or_404(selectors.batches_for(request.user), pk=batch_id)
     progress = selectors.batch_progress(batch)
-    comparisons = selectors.comparisons_for_researcher(batch_id=batch.id)
     status = request.GET.get("status")
-    if status in ("open", "complete"):
-        comparisons = comparisons.filter(status=status)
+    comparisons = selectors.comparisons_for_researcher(
+        batch_id=batch.id, status=status if status in ("open", "complete") else None
+    )
     page = Paginator(comparisons, 25).get_page(request.GET.get("page"))
     return render(
         request,
@@ -117,10 +116,5 @@ def research_batch(request, batch_id: int):
 
 @manager_required
 def vendor_people(request):
-    people = (
-        people_for(request.user)
-        .filter(role="annotator")
-        .annotate(n_ratings=Count("ratings"), last_rating=Max("ratings__created_at"))
-        .order_by("vendor__name", "username")
-    )
+    people = annotators_with_rating_totals(user=request.user)
     return render(request, "frontend/vendor_people.html", {"people": people})

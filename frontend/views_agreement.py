@@ -1,9 +1,9 @@
 """Agreement and annotator-quality pages. Researchers see every batch and person; vendor managers
 see the same dashboards for their own people only; annotators see none of it.
 
-The pages read stored reports (annotation.agreement_services computes them on the default queue);
+The pages read stored reports (agreement.services computes them on the default queue);
 forms post to these views, which call one service and redirect. Plots are server-side SVG
-(annotation.plots) and every table links to its CSV from the API (`?format=csv`).
+(agreement.plots) and every table links to its CSV from the API (`?format=csv`).
 """
 
 from datetime import date
@@ -17,8 +17,12 @@ from django.views.decorators.http import require_POST
 
 from accounts.models import Vendor
 from accounts.selectors import people_for
-from annotation import agreement_services, plots, reliability, selectors, services
-from annotation.models import AgreementReport, Batch, ReportScope, ReportStatus
+from agreement import plots, reliability, selectors
+from agreement import services as agreement_services
+from agreement.models import AgreementReport, ReportScope, ReportStatus
+from annotation import selectors as annotation_selectors
+from annotation import services
+from annotation.models import Batch
 from config.exceptions import DomainError
 
 from .views import manager_required, researcher_required
@@ -71,7 +75,7 @@ def quality_batch(request, batch_id: int):
     report = selectors.batch_report_for(request.user, batch)
     context = {"batch": batch, "report": report}
     if request.user.is_researcher:
-        context["progress"] = selectors.batch_progress(batch)
+        context["progress"] = annotation_selectors.batch_progress(batch)
     if report is not None:
         context.update(_dashboard(request, report, highlight_batch=batch.id))
     return render(request, "frontend/agreement/batch.html", context)
@@ -322,7 +326,7 @@ def _scatter_svg(rows) -> str:
 
 
 def _safe_svg(svg: str) -> str:
-    # annotation.plots escapes every text it draws, so its markup can go into the page as it is.
+    # agreement.plots escapes every text it draws, so its markup can go into the page as it is.
     return mark_safe(svg)
 
 

@@ -14,15 +14,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from accounts.models import Vendor
-from annotation.models import Batch
+from accounts.selectors import vendors_for
+from annotation import selectors as annotation_selectors
 from config.exceptions import DomainError
 from rewardmodel import selectors, services
 from rewardmodel.models import (
     DatasetBuild,
-    DatasetExport,
     ExportFormat,
-    ExternalSource,
     FileType,
     HeldOutMode,
     MarginTable,
@@ -53,13 +51,13 @@ class BuildForm(forms.Form):
     test_fraction = forms.FloatField(min_value=0.0, max_value=0.9, required=False)
     seed = forms.IntegerField(required=False)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["batches"].choices = [(b.id, b.name) for b in Batch.objects.order_by("-week", "name")]
-        weeks = Batch.objects.order_by("-week").values_list("week", flat=True).distinct()
+        self.fields["batches"].choices = [(b.id, b.name) for b in annotation_selectors.batches_newest_first(user=user)]
+        weeks = annotation_selectors.batch_weeks(user=user)
         self.fields["weeks"].choices = [(w.isoformat(), w.isoformat()) for w in weeks]
-        self.fields["vendors"].choices = [(v.id, v.name) for v in Vendor.objects.all()]
-        self.fields["external_sources"].choices = [(s.id, s.name) for s in ExternalSource.objects.all()]
+        self.fields["vendors"].choices = [(v.id, v.name) for v in vendors_for(user=user)]
+        self.fields["external_sources"].choices = [(s.id, s.name) for s in selectors.external_sources_for(user)]
 
     def clean_exclude_annotators(self) -> list[int]:
         ids = []
@@ -90,16 +88,16 @@ class ExportForm(forms.Form):
 
 
 def _index(request, build_form: BuildForm | None = None, import_form: ImportForm | None = None, status: int = 200):
-    builds = selectors.builds_for(request.user).prefetch_related("exports")
+    builds = selectors.builds_with_exports(user=request.user)
     return render(
         request,
         "frontend/datasets/index.html",
         {
             "builds": builds,
             "sources": selectors.external_sources_for(request.user),
-            "form": build_form or BuildForm(initial={"held_out_mode": HeldOutMode.COUNT}),
+            "form": build_form or BuildForm(initial={"held_out_mode": HeldOutMode.COUNT}, user=request.user),
             "import_form": import_form or ImportForm(),
-            "batches": Batch.objects.order_by("-week", "name"),
+            "batches": annotation_selectors.batches_newest_first(user=request.user),
         },
         status=status,
     )
@@ -109,7 +107,7 @@ def _index(request, build_form: BuildForm | None = None, import_form: ImportForm
 def datasets(request):
     if request.method != "POST":
         return _index(request)
-    form = BuildForm(request.POST)
+    form = BuildForm(request.POST, user=request.user)
     if not form.is_valid():
         return _index(request, build_form=form, status=400)
     data = form.cleaned_data
@@ -186,7 +184,7 @@ def dataset(request, build_id: int):
         {
             "build": build,
             "tables": selectors.build_tables(build),
-            "exports": build.exports.order_by("-created_at", "-id"),
+            "exports": selectors.build_exports(user=request.user, build=build),
             "export_form": ExportForm(initial={"format": ExportFormat.TRL, "file_type": FileType.JSONL}),
             "manifest_json": json.dumps(build.manifest or {"selection": build.selection}, indent=2, ensure_ascii=False),
         },
@@ -195,7 +193,7 @@ def dataset(request, build_id: int):
 
 @researcher_required
 def export_file(request, export_id: int, name: str):
-    export = get_object_or_404(DatasetExport.objects.select_related("build"), pk=export_id)
+    export = get_object_or_404(selectors.exports_for(request.user), pk=export_id)
     try:
         path = selectors.export_file_path(export, name)
     except DomainError as exc:

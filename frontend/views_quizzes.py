@@ -13,11 +13,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from annotation.models import Batch
+from annotation import selectors as annotation_selectors
 from config.exceptions import DomainError
 from quizzes import clock, selectors, services
 from quizzes.documents import quiz_document
-from quizzes.models import Attempt, Invitation, Quiz, RequiredFocus, Review
+from quizzes.models import RequiredFocus
 
 from .views import annotator_required, manager_required, researcher_required
 
@@ -54,7 +54,7 @@ def quiz_list(request):
 @annotator_required
 @require_POST
 def quiz_start(request, quiz_id: int):
-    quiz = get_object_or_404(Quiz, pk=quiz_id, is_published=True)
+    quiz = get_object_or_404(selectors.quizzes_for(user=request.user), pk=quiz_id, is_published=True)
     try:
         started = services.attempt_start(candidate=request.user, quiz=quiz)
     except DomainError as exc:
@@ -65,7 +65,7 @@ def quiz_start(request, quiz_id: int):
 
 @annotator_required
 def quiz_attempt(request, attempt_id: int):
-    attempt = get_object_or_404(Attempt.objects.select_related("quiz"), pk=attempt_id, candidate=request.user)
+    attempt = get_object_or_404(selectors.attempts_for(request.user), pk=attempt_id, candidate=request.user)
     return render(request, "frontend/quizzes/attempt.html", {"attempt": attempt})
 
 
@@ -95,11 +95,13 @@ def manage_quizzes(request):
         except DomainError as exc:
             _fail(request, exc)
         return redirect("quiz-manage")
-    quizzes = list(Quiz.objects.order_by("title", "slug", "-version").prefetch_related("attempts"))
     return render(
         request,
         "frontend/quizzes/manage_list.html",
-        {"quizzes": quizzes, "pending_reviews": selectors.review_queue().count()},
+        {
+            "quizzes": selectors.quizzes_with_attempts(user=request.user),
+            "pending_reviews": selectors.pending_review_count(),
+        },
     )
 
 
@@ -139,7 +141,7 @@ def _settings_changes(post) -> tuple[dict, dict, dict]:
 
 @researcher_required
 def manage_quiz(request, quiz_id: int):
-    quiz = get_object_or_404(Quiz, pk=quiz_id)
+    quiz = get_object_or_404(selectors.quizzes_for(user=request.user), pk=quiz_id)
     if request.method == "POST":
         action = request.POST.get("action", "settings")
         try:
@@ -148,47 +150,26 @@ def manage_quiz(request, quiz_id: int):
                 services.quiz_settings_update(quiz=quiz, changes=changes, criteria=criteria, section_time_limits=limits)
                 messages.success(request, "Settings saved. Thresholds apply to every result decided from now on.")
             elif action == "require":
-                batch = get_object_or_404(Batch, pk=request.POST.get("batch"))
+                batch = get_object_or_404(annotation_selectors.batches_for(request.user), pk=request.POST.get("batch"))
                 services.batch_requirement_add(batch=batch, quiz=quiz)
                 messages.success(request, f"{batch.name!r} now requires {quiz.title!r}.")
             elif action == "unrequire":
-                batch = get_object_or_404(Batch, pk=request.POST.get("batch"))
+                batch = get_object_or_404(annotation_selectors.batches_for(request.user), pk=request.POST.get("batch"))
                 services.batch_requirement_remove(batch=batch, quiz=quiz)
                 messages.success(request, f"{batch.name!r} no longer names {quiz.title!r}.")
         except DomainError as exc:
             _fail(request, exc)
         return redirect("quiz-manage-detail", quiz.pk)
-    sections = list(quiz.sections.order_by("position").prefetch_related("questions"))
-    required_by = [r.batch for r in quiz.batch_requirements.select_related("batch")]
-    focus_batches = [
-        b for b in Batch.objects.filter(is_open=True) if quiz.required_for_focus in (b.focus, RequiredFocus.ALL)
-    ]
-    auto_totals = {s.key: sum(1 for q in s.questions.all() if q.is_auto_scored) for s in sections}
-    criteria = [
-        {"row": c, "rule": c.as_rule().describe(sum(auto_totals.get(k, 0) for k in c.section_keys))}
-        for c in quiz.criteria.order_by("position")
-    ]
-    versions = Quiz.objects.filter(slug=quiz.slug).order_by("-version")
     return render(
         request,
         "frontend/quizzes/manage_detail.html",
-        {
-            "quiz": quiz,
-            "sections": sections,
-            "criteria": criteria,
-            "focus_choices": RequiredFocus.choices,
-            "required_by": required_by,
-            "focus_batches": focus_batches if quiz.is_published else [],
-            "other_batches": Batch.objects.exclude(pk__in=[b.pk for b in required_by]).order_by("-week", "name"),
-            "versions": versions,
-            "attempt_counts": quiz.attempts.values("status").order_by("status"),
-        },
+        {"quiz": quiz, "focus_choices": RequiredFocus.choices, **selectors.quiz_authoring(quiz=quiz)},
     )
 
 
 @researcher_required
 def manage_quiz_export(request, quiz_id: int):
-    quiz = get_object_or_404(Quiz, pk=quiz_id)
+    quiz = get_object_or_404(selectors.quizzes_for(user=request.user), pk=quiz_id)
     response = HttpResponse(
         json.dumps(quiz_document(quiz), indent=2, ensure_ascii=False) + "\n", content_type="application/json"
     )
@@ -199,7 +180,7 @@ def manage_quiz_export(request, quiz_id: int):
 @researcher_required
 def manage_quiz_json(request, quiz_id: int):
     """Edit a quiz's content as JSON; saving makes a new version (attempts keep the version they took)."""
-    quiz = get_object_or_404(Quiz, pk=quiz_id)
+    quiz = get_object_or_404(selectors.quizzes_for(user=request.user), pk=quiz_id)
     text = json.dumps(quiz_document(quiz), indent=2, ensure_ascii=False)
     errors: list[str] = []
     if request.method == "POST":
@@ -236,30 +217,17 @@ def review_queue(request):
             _fail(request, exc)
             return redirect(f"{reverse('quiz-reviews')}?review={request.POST.get('review', '')}")
         return redirect("quiz-reviews")
-    services.attempts_expire_overdue()
-    queue = selectors.review_queue()
-    chosen = request.GET.get("review")
-    review = None
-    if chosen and chosen.isdigit():
-        review = (
-            Review.objects.select_related("answer__question__section__quiz", "attempt__candidate")
-            .filter(pk=int(chosen))
-            .first()
-        )
-    review = review or queue.first()
-    siblings = []
-    if review is not None:
-        siblings = list(
-            Review.objects.filter(attempt=review.attempt).select_related("answer__question__section").order_by("id")
-        )
+    # Sections that ran out are closed by the reconciler (core.jobs), not by reading this page.
+    chosen = request.GET.get("review", "")
+    desk = selectors.review_desk(review_id=int(chosen) if chosen.isdigit() else None)
     return render(
         request,
         "frontend/quizzes/review.html",
         {
-            "review": review,
-            "pending": queue.count(),
-            "counts": selectors.review_counts(),
-            "siblings": siblings,
+            "review": desk.review,
+            "pending": desk.pending,
+            "counts": desk.counts,
+            "siblings": desk.siblings,
             "scores": [
                 (5, "Excellent"),
                 (4, "Good"),
@@ -279,7 +247,7 @@ def vendor_candidates(request):
     user = request.user
     vendors = selectors.vendors_visible_to(user)
     vendor_id = request.GET.get("vendor") or request.POST.get("vendor") or user.vendor_id
-    vendor = vendors.filter(pk=vendor_id).first() if vendor_id else None
+    vendor = selectors.vendor_for(user=user, vendor_id=vendor_id)
     if request.method == "POST":
         if vendor is None:
             messages.error(request, "Choose the vendor to invite candidates for.")
@@ -300,7 +268,6 @@ def vendor_candidates(request):
         except DomainError as exc:
             _fail(request, exc)
         return redirect(f"{reverse('vendor-candidates')}?vendor={vendor.pk}")
-    services.attempts_expire_overdue()
     scope = vendor.pk if vendor else None
     quizzes, rows = selectors.people_report(user, scope)
     fresh_ids = request.session.pop("fresh_invitations", [])
@@ -350,7 +317,7 @@ def vendor_invitations_csv(request):
 
 def invitation_accept(request, token: str):
     """Sign-up from an invitation link (no log-in needed)."""
-    invitation = Invitation.objects.select_related("vendor").filter(token=token).first()
+    invitation = selectors.invitation_by_token(token=token)
     if invitation is None:
         raise Http404("This invitation link is not valid; ask your vendor manager for a new one.")
     if request.user.is_authenticated and request.user == invitation.user:

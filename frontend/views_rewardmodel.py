@@ -14,7 +14,6 @@ from collections import defaultdict
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.db.models import Count
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -24,7 +23,7 @@ from annotation.models import Focus
 from config.exceptions import DomainError
 from rewardmodel import plots, run_selectors
 from rewardmodel.archives import stream_zip
-from rewardmodel.models import BaseCheckpoint, DatasetBuild, MarginTable, ModelKind, RunStatus
+from rewardmodel.models import MarginTable, ModelKind, RunStatus
 from rewardmodel.services import rewards, runs
 from sampling import selectors as sampling_selectors
 
@@ -67,16 +66,17 @@ def _field_for(name: str, default, label: str, help_text: str) -> forms.Field:
 
 
 class RunForm(forms.Form):
-    dataset = forms.ModelChoiceField(queryset=DatasetBuild.objects.none(), empty_label=None)
-    base_checkpoint = forms.ModelChoiceField(queryset=BaseCheckpoint.objects.none(), empty_label=None)
+    # Querysets come from the selectors, per request (__init__).
+    dataset = forms.ModelChoiceField(queryset=None, empty_label=None)
+    base_checkpoint = forms.ModelChoiceField(queryset=None, empty_label=None)
     kind = forms.ChoiceField(choices=[("", "From the dataset's mix"), *Focus.choices], required=False)
     margin_table = forms.ChoiceField(choices=[("", "The dataset's"), *MarginTable.choices], required=False)
     name = forms.CharField(max_length=200, required=False)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["dataset"].queryset = run_selectors.trainable_datasets()
-        self.fields["base_checkpoint"].queryset = BaseCheckpoint.objects.filter(is_active=True)
+        self.fields["base_checkpoint"].queryset = run_selectors.base_checkpoints_to_train_from(user=user)
         self.llama2 = runs.llama2_defaults()
         for name, label, help_text in MAIN_HYPERPARAMETERS + MORE_HYPERPARAMETERS:
             self.fields[name] = _field_for(name, self.llama2[name], label, help_text)
@@ -102,11 +102,11 @@ class BaseCheckpointForm(forms.Form):
 
 
 class EvaluateForm(forms.Form):
-    dataset = forms.ModelChoiceField(queryset=DatasetBuild.objects.none(), empty_label=None)
+    dataset = forms.ModelChoiceField(queryset=None, empty_label=None)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["dataset"].queryset = DatasetBuild.objects.filter(status="done", pairs__split="test").distinct()
+        self.fields["dataset"].queryset = run_selectors.evaluable_datasets()
 
 
 def _run_choices(user, kind=None):
@@ -173,15 +173,12 @@ class BestOfKForm(forms.Form):
 
 @researcher_required
 def runs_index(request):
-    all_runs = run_selectors.runs_for(request.user).prefetch_related("evaluations")
-    for run in all_runs:
-        run.own_evaluation = next((e for e in run.evaluations.all() if e.dataset_id == run.dataset_id), None)
     return render(
         request,
         "frontend/rewardmodel/index.html",
         {
-            "runs": all_runs,
-            "checkpoints": run_selectors.base_checkpoints_for(request.user).annotate(n_runs=Count("runs")),
+            "runs": run_selectors.runs_with_own_evaluation(user=request.user),
+            "checkpoints": run_selectors.base_checkpoints_with_run_counts(user=request.user),
             "checkpoint_form": BaseCheckpointForm(),
             "stale_seconds": settings.PREFLAB_TRAINING_STALE_SECONDS,
         },
@@ -212,7 +209,7 @@ def _suggestions(form: RunForm) -> dict:
 @researcher_required
 def run_new(request):
     if request.method == "POST":
-        form = RunForm(request.POST)
+        form = RunForm(request.POST, user=request.user)
         if form.is_valid():
             data = form.cleaned_data
             try:
@@ -231,12 +228,12 @@ def run_new(request):
                 return redirect("research-reward-model", run_id=run.pk)
         status = 400
     else:
-        form = RunForm()
+        form = RunForm(user=request.user)
         status = 200
         checkpoint = form.fields["base_checkpoint"].queryset.first()
         dataset = request.GET.get("dataset")
         initial = {**form.llama2, **(checkpoint.suggested_hyperparameters if checkpoint else {})}
-        form = RunForm(initial={**initial, "dataset": dataset} if dataset else initial)
+        form = RunForm(initial={**initial, "dataset": dataset} if dataset else initial, user=request.user)
     suggestions = _suggestions(form)
     return render(
         request,
@@ -271,7 +268,7 @@ def _curves(run) -> dict[str, str]:
 @researcher_required
 def run_detail(request, run_id: int):
     run = get_object_or_404(run_selectors.runs_for(request.user), pk=run_id)
-    evaluations = sorted(run.evaluations.select_related("dataset"), key=lambda e: e.dataset_id != run.dataset_id)
+    evaluations = run_selectors.run_evaluations(run=run)
     stale = run_selectors.is_stale(run, settings.PREFLAB_TRAINING_STALE_SECONDS)
     return render(
         request,
@@ -375,8 +372,7 @@ def evaluation_csv(request, evaluation_id: int, table: str):
 @researcher_required
 def runs_compare(request):
     ids = [int(i) for i in request.GET.getlist("runs") if i.isdigit()]
-    chosen = list(run_selectors.runs_for(request.user).filter(pk__in=ids).prefetch_related("evaluations__dataset"))
-    chosen.sort(key=lambda r: ids.index(r.pk))
+    chosen = run_selectors.runs_in_order(user=request.user, run_ids=ids)
     test_sets = defaultdict(list)
     for run in chosen:
         for evaluation in run.evaluations.all():
@@ -462,7 +458,7 @@ def score(request):
 def _best_of_k_again(request) -> dict:
     """The form filled in with an earlier preview's settings (?again=<id>): sample it once more."""
     again = request.GET.get("again", "")
-    preview = run_selectors.best_of_k_previews_for(request.user).filter(pk=again).first() if again.isdigit() else None
+    preview = run_selectors.best_of_k_preview_for(user=request.user, preview_id=int(again)) if again.isdigit() else None
     if preview is None:
         return {}
     return {

@@ -5,15 +5,14 @@ import re
 
 from django import forms
 from django.contrib import messages
-from django.db.models import Count, OuterRef, Q, Subquery
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from annotation.models import Batch, Turn
+from annotation import selectors as annotation_selectors
 from config.exceptions import DomainError
 from sampling import selectors, services
-from sampling.models import Backend, ChatTemplate, GenerationJob, JobStatus, TemperatureMode
+from sampling.models import Backend, ChatTemplate, JobStatus, TemperatureMode
 from sampling.variant_backends import EMBEDDED_CHECKPOINT
 
 from .views import researcher_required
@@ -99,17 +98,14 @@ def variants(request):
         else:
             messages.success(request, f"Registered {variant}.")
             return redirect("research-variant", variant_id=variant.pk)
-    rows = sorted(
-        selectors.variants_for(request.user).annotate(
-            n_policies=Count("pair_policies", filter=Q(pair_policies__batch__is_open=True), distinct=True)
-        ),
-        # Variants that sample first; those registered by comparison imports after them.
-        key=lambda v: (v.backend == Backend.EXTERNAL, v.name, -v.version),
-    )
     return render(
         request,
         "frontend/sampling/variants.html",
-        {"variants": rows, "form": form, "embedded": EMBEDDED_CHECKPOINT},
+        {
+            "variants": selectors.variants_with_open_policy_counts(user=request.user),
+            "form": form,
+            "embedded": EMBEDDED_CHECKPOINT,
+        },
         status=400 if request.method == "POST" else 200,
     )
 
@@ -141,8 +137,8 @@ def variant(request, variant_id: int):
         {
             "variant": current,
             "form": form,
-            "versions": selectors.variants_for(request.user).filter(name=current.name).order_by("-version"),
-            "policies": current.pair_policies.select_related("batch").order_by("-batch__week"),
+            "versions": selectors.variant_versions_for(user=request.user, variant=current),
+            "policies": selectors.policies_using(user=request.user, variant=current),
             "embedded": EMBEDDED_CHECKPOINT,
         },
         status=400 if request.method == "POST" else 200,
@@ -151,7 +147,7 @@ def variant(request, variant_id: int):
 
 @researcher_required
 def batch_sampling(request, batch_id: int):
-    batch = get_object_or_404(Batch, pk=batch_id)
+    batch = get_object_or_404(annotation_selectors.batches_for(request.user), pk=batch_id)
     policy = selectors.policy_for(batch)
     offered = list(selectors.variants_for_policy())
     if policy is not None:
@@ -183,13 +179,6 @@ def batch_sampling(request, batch_id: int):
         else:
             messages.success(request, "Pair policy saved: new pairs of this batch are sampled with it.")
             return redirect("research-batch-sampling", batch_id=batch.pk)
-    prompt = Turn.objects.filter(dialogue=OuterRef("dialogue"), index=OuterRef("context_length") - 1)
-    jobs = (
-        GenerationJob.objects.filter(batch=batch)
-        .select_related("requested_by")
-        .annotate(prompt_text=Subquery(prompt.values("content")[:1]))
-        .order_by("-id")
-    )
     return render(
         request,
         "frontend/sampling/batch.html",
@@ -198,9 +187,9 @@ def batch_sampling(request, batch_id: int):
             "policy": policy,
             "form": form,
             "fill_form": FillForm(),
-            "unused_prompts": batch.prompts.filter(used_at__isnull=True).count(),
-            "jobs": jobs[:50],
-            "job_counts": dict(jobs.order_by().values_list("status").annotate(n=Count("id"))),
+            "unused_prompts": selectors.unused_prompt_count(batch=batch),
+            "jobs": selectors.batch_jobs(user=request.user, batch=batch)[:50],
+            "job_counts": selectors.batch_job_counts(user=request.user, batch=batch),
             "statuses": JobStatus,
         },
         status=400 if request.method == "POST" else 200,
@@ -210,7 +199,7 @@ def batch_sampling(request, batch_id: int):
 @researcher_required
 @require_POST
 def batch_fill(request, batch_id: int):
-    batch = get_object_or_404(Batch, pk=batch_id)
+    batch = get_object_or_404(annotation_selectors.batches_for(request.user), pk=batch_id)
     form = FillForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Give how many pairs to sample (at least 1).")
@@ -229,7 +218,7 @@ def batch_fill(request, batch_id: int):
 @researcher_required
 @require_POST
 def job_retry(request, job_id: int):
-    job = get_object_or_404(GenerationJob, pk=job_id)
+    job = get_object_or_404(selectors.jobs_for(request.user), pk=job_id)
     try:
         services.job_retry(user=request.user, job_id=job.pk)
     except DomainError as exc:

@@ -7,6 +7,7 @@ from statistics import median
 from django.db.models import Count, F, Q, QuerySet
 
 from accounts.models import Role, User, Vendor
+from accounts.selectors import vendors_for
 from annotation.models import Batch, Rating
 
 from . import clock
@@ -156,7 +157,7 @@ def review_counts() -> list[dict]:
 
 
 def vendors_visible_to(user: User) -> QuerySet[Vendor]:
-    return Vendor.objects.all() if user.is_researcher else Vendor.objects.filter(pk=user.vendor_id)
+    return vendors_for(user=user)
 
 
 def invitations_for(user: User, vendor_id: int | None = None) -> QuerySet[Invitation]:
@@ -285,3 +286,86 @@ def pass_rates(user: User, vendor_id: int | None = None) -> list[dict]:
         }
         for row in rows
     ]
+
+
+# ---------------------------------------------------------------- pages
+
+
+def quizzes_for(*, user: User) -> QuerySet[Quiz]:
+    """Quizzes the user may open: researchers every version, everyone else the published ones."""
+    quizzes = Quiz.objects.all()
+    return quizzes if user.is_researcher else quizzes.filter(is_published=True)
+
+
+def quizzes_with_attempts(*, user: User) -> list[Quiz]:
+    """Every version the user may open, by title, newest version first, with its attempts fetched."""
+    return list(quizzes_for(user=user).order_by("title", "slug", "-version").prefetch_related("attempts"))
+
+
+def pending_review_count() -> int:
+    return review_queue().count()
+
+
+def quiz_authoring(*, quiz: Quiz) -> dict:
+    """What the author's page of one quiz shows besides the quiz: its sections, criteria with their
+    rules in words, the batches that require it (by name, and by focus once published), the other
+    batches it could be required for, its versions and its attempts' statuses."""
+    sections = list(quiz.sections.order_by("position").prefetch_related("questions"))
+    required_by = [r.batch for r in quiz.batch_requirements.select_related("batch")]
+    focus_batches = []
+    if quiz.is_published:
+        focus_batches = [
+            b for b in Batch.objects.filter(is_open=True) if quiz.required_for_focus in (b.focus, RequiredFocus.ALL)
+        ]
+    auto_totals = {s.key: sum(1 for q in s.questions.all() if q.is_auto_scored) for s in sections}
+    criteria = [
+        {"row": c, "rule": c.as_rule().describe(sum(auto_totals.get(k, 0) for k in c.section_keys))}
+        for c in quiz.criteria.order_by("position")
+    ]
+    return {
+        "sections": sections,
+        "criteria": criteria,
+        "required_by": required_by,
+        "focus_batches": focus_batches,
+        "other_batches": Batch.objects.exclude(pk__in=[b.pk for b in required_by]).order_by("-week", "name"),
+        "versions": Quiz.objects.filter(slug=quiz.slug).order_by("-version"),
+        "attempt_counts": quiz.attempts.values("status").order_by("status"),
+    }
+
+
+@dataclass(frozen=True)
+class ReviewDesk:
+    """The review page: the written answer to grade, its attempt's other answers, and the queue's size."""
+
+    review: Review | None
+    siblings: list[Review]
+    pending: int
+    counts: list[dict]
+
+
+def review_desk(*, review_id: int | None = None) -> ReviewDesk:
+    """The chosen review (any status), else the oldest pending one."""
+    queue = review_queue()
+    review = None
+    if review_id is not None:
+        review = (
+            Review.objects.select_related("answer__question__section__quiz", "attempt__candidate")
+            .filter(pk=review_id)
+            .first()
+        )
+    review = review or queue.first()
+    siblings = []
+    if review is not None:
+        siblings = list(
+            Review.objects.filter(attempt=review.attempt).select_related("answer__question__section").order_by("id")
+        )
+    return ReviewDesk(review=review, siblings=siblings, pending=queue.count(), counts=review_counts())
+
+
+def vendor_for(*, user: User, vendor_id) -> Vendor | None:
+    """The vendor of this id if the user may see it (researchers any, vendor managers their own)."""
+    return vendors_visible_to(user).filter(pk=vendor_id).first() if vendor_id else None
+
+
+def invitation_by_token(*, token: str) -> Invitation | None:
+    return Invitation.objects.select_related("vendor").filter(token=token).first()

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
@@ -72,6 +72,46 @@ def scorable_runs(user: User, kind: str | None = None) -> QuerySet[TrainingRun]:
     """Runs with a saved model to score with: finished, or cancelled with a checkpoint."""
     runs = runs_for(user).filter(status__in=[RunStatus.SUCCEEDED, RunStatus.CANCELLED]).exclude(output_path="")
     return runs.filter(kind=kind) if kind else runs
+
+
+# --- for the pages ------------------------------------------------------------------------------
+
+
+def evaluable_datasets() -> QuerySet[DatasetBuild]:
+    """Finished builds with a held-out split: what a run can be evaluated on."""
+    return DatasetBuild.objects.filter(status=JobStatus.DONE, pairs__split=pairs.TEST).distinct()
+
+
+def base_checkpoints_to_train_from(*, user: User) -> QuerySet[BaseCheckpoint]:
+    return base_checkpoints_for(user).filter(is_active=True)
+
+
+def base_checkpoints_with_run_counts(*, user: User) -> QuerySet[BaseCheckpoint]:
+    return base_checkpoints_for(user).annotate(n_runs=Count("runs"))
+
+
+def runs_with_own_evaluation(*, user: User) -> list[TrainingRun]:
+    """Every run, each with `own_evaluation`: its evaluation on its own dataset, or None."""
+    runs = list(runs_for(user).prefetch_related("evaluations"))
+    for run in runs:
+        run.own_evaluation = next((e for e in run.evaluations.all() if e.dataset_id == run.dataset_id), None)
+    return runs
+
+
+def run_evaluations(*, run: TrainingRun) -> list[RunEvaluation]:
+    """A run's evaluations, the one on its own dataset first."""
+    return sorted(run.evaluations.select_related("dataset"), key=lambda e: e.dataset_id != run.dataset_id)
+
+
+def runs_in_order(*, user: User, run_ids: list[int]) -> list[TrainingRun]:
+    """The runs of these ids that the user may see, in the order given, with their evaluations."""
+    runs = list(runs_for(user).filter(pk__in=run_ids).prefetch_related("evaluations__dataset"))
+    runs.sort(key=lambda r: run_ids.index(r.pk))
+    return runs
+
+
+def best_of_k_preview_for(*, user: User, preview_id: int) -> BestOfKPreview | None:
+    return best_of_k_previews_for(user).filter(pk=preview_id).first()
 
 
 def is_stale(run: TrainingRun, stale_seconds: float, now=None) -> bool:

@@ -23,6 +23,11 @@ def builds_for(user: User) -> QuerySet[DatasetBuild]:
     return DatasetBuild.objects.select_related("created_by")
 
 
+def builds_with_exports(*, user: User) -> QuerySet[DatasetBuild]:
+    """Every build, newest first, with its exports fetched (the dataset list counts them)."""
+    return builds_for(user).prefetch_related("exports")
+
+
 def exports_for(user: User) -> QuerySet[DatasetExport]:
     _researcher(user)
     return DatasetExport.objects.select_related("build", "created_by")
@@ -31,6 +36,11 @@ def exports_for(user: User) -> QuerySet[DatasetExport]:
 def external_sources_for(user: User) -> QuerySet[ExternalSource]:
     _researcher(user)
     return ExternalSource.objects.select_related("created_by")
+
+
+def build_exports(*, user: User, build: DatasetBuild) -> QuerySet[DatasetExport]:
+    """A build's exports, newest first."""
+    return exports_for(user).filter(build=build).order_by("-created_at", "-id")
 
 
 def _split_rows(labels, counts: dict) -> list[dict]:

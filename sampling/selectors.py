@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from accounts.models import User
 from annotation.models import Assignment, AssignmentStatus, Batch, Turn
 
-from .models import SAMPLED_BACKENDS, GenerationJob, JobStatus, ModelVariant, PairPolicy
+from .models import SAMPLED_BACKENDS, Backend, GenerationJob, JobStatus, ModelVariant, PairPolicy
 
 
 def variants_for(user: User) -> QuerySet[ModelVariant]:
@@ -101,3 +101,45 @@ def continuation_for(job: GenerationJob) -> list[dict] | None:
     rating = assignment.rating
     chosen = comparison.response_for(rating.chosen)
     return [*job_context(job), {"role": Turn.Role.ASSISTANT, "content": chosen.text}]
+
+
+# --- for the researchers' sampling pages --------------------------------------------------------
+
+
+def variants_with_open_policy_counts(*, user: User) -> list[ModelVariant]:
+    """The user's variants, each with `n_policies` (open batches whose pair policy lists it): those
+    that sample first, those registered by comparison imports after them; by name, newest version first."""
+    variants = variants_for(user).annotate(
+        n_policies=Count("pair_policies", filter=Q(pair_policies__batch__is_open=True), distinct=True)
+    )
+    return sorted(variants, key=lambda v: (v.backend == Backend.EXTERNAL, v.name, -v.version))
+
+
+def variant_versions_for(*, user: User, variant: ModelVariant) -> QuerySet[ModelVariant]:
+    """Every version of the variant's name that the user may see, newest first."""
+    return variants_for(user).filter(name=variant.name).order_by("-version")
+
+
+def policies_using(*, user: User, variant: ModelVariant) -> QuerySet[PairPolicy]:
+    """The pair policies that list this variant, newest batch week first."""
+    if not user.is_researcher:
+        return PairPolicy.objects.none()
+    return variant.pair_policies.select_related("batch").order_by("-batch__week")
+
+
+def batch_jobs(*, user: User, batch: Batch) -> QuerySet[GenerationJob]:
+    """A batch's generation jobs, newest first, each with `prompt_text` (the turn the pair answers)."""
+    prompt = Turn.objects.filter(dialogue=OuterRef("dialogue"), index=OuterRef("context_length") - 1)
+    return (
+        jobs_for(user).filter(batch=batch).annotate(prompt_text=Subquery(prompt.values("content")[:1])).order_by("-id")
+    )
+
+
+def batch_job_counts(*, user: User, batch: Batch) -> dict[str, int]:
+    """How many of the batch's generation jobs are in each status."""
+    return dict(jobs_for(user).filter(batch=batch).order_by().values_list("status").annotate(n=Count("id")))
+
+
+def unused_prompt_count(*, batch: Batch) -> int:
+    """Prompts of the batch's pool not sampled yet."""
+    return batch.prompts.filter(used_at__isnull=True).count()

@@ -1,4 +1,4 @@
-"""Write the reference values that tests/annotation/test_agreement.py checks annotation.agreement against.
+"""Write the reference values that tests/agreement/test_coefficients.py checks agreement.coefficients against.
 
 The values come from the reference packages themselves, never from Preflab's code:
 
@@ -13,7 +13,7 @@ with a separate one::
     /tmp/irrcac-venv/bin/pip install irrCAC==0.4.4 krippendorff==0.9.0
     /tmp/irrcac-venv/bin/python scripts/make_agreement_fixtures.py
 
-The output, tests/annotation/fixtures/agreement_reference.json, holds the raw ratings, the values
+The output, tests/agreement/fixtures/agreement_reference.json, holds the raw ratings, the values
 and the provenance (package versions, date, seeds, command), so the tests need neither package.
 """
 
@@ -45,7 +45,7 @@ from krippendorff.krippendorff import (
     _reliability_data_to_value_counts,
 )
 
-FIXTURE = Path(__file__).resolve().parent.parent / "tests/annotation/fixtures/agreement_reference.json"
+FIXTURE = Path(__file__).resolve().parent.parent / "tests/agreement/fixtures/agreement_reference.json"
 DIGITS = 15  # irrCAC rounds its output to `digits`; keep (almost) all of them.
 SIGNED_SCALE = [-4, -3, -2, -1, 1, 2, 3, 4]  # the 8-level preference scale: side x strength
 LEVELS = ("nominal", "ordinal", "interval", "ratio")

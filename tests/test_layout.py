@@ -5,7 +5,18 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIRST_PARTY = {"core", "accounts", "annotation", "sampling", "rewardmodel", "quizzes", "frontend", "config", "tests"}
+FIRST_PARTY = {
+    "core",
+    "accounts",
+    "annotation",
+    "agreement",
+    "sampling",
+    "rewardmodel",
+    "quizzes",
+    "frontend",
+    "config",
+    "tests",
+}
 SKIPPED = {".venv", "var", "media", "migrations", "__pycache__", "node_modules"}
 
 
@@ -102,3 +113,132 @@ def test_services_and_selectors_never_import_tasks():
         and any(name.endswith(".tasks") or ".tasks." in name for name in imported_modules(path, tree))
     ]
     assert offences == []
+
+
+# Page views read through selectors and write through services, as the API views do. views_agreement.py
+# follows once the agreement app lands (it is being moved out of annotation/ now).
+PAGE_VIEWS = sorted(path for path in (ROOT / "frontend").glob("views*.py") if path.name != "views_agreement.py")
+QUERYSET_METHODS = {
+    "filter",
+    "exclude",
+    "annotate",
+    "aggregate",
+    "order_by",
+    "select_related",
+    "prefetch_related",
+    "values_list",
+    "distinct",
+    "raw",
+    "extra",
+}
+
+
+def model_names(tree: ast.AST) -> set[str]:
+    """Names imported from a models module (`from annotation.models import Batch`)."""
+    return {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "models"
+        for alias in node.names
+    }
+
+
+def orm_queries(tree: ast.AST) -> list[tuple[int, str]]:
+    """`Model.objects`, a queryset built with .filter() and the like, and get_object_or_404(Model, ...)."""
+    models, found = model_names(tree), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "objects":
+            found.append((node.lineno, ".objects"))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in QUERYSET_METHODS:
+                found.append((node.lineno, f".{node.func.attr}()"))
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in {"get_object_or_404", "get_list_or_404"}
+            and node.args
+            and isinstance(node.args[0], ast.Name)
+            and node.args[0].id in models
+        ):
+            found.append((node.lineno, f"{node.func.id}({node.args[0].id}, ...)"))
+    return sorted(found)
+
+
+def test_page_views_hold_no_orm_queries():
+    offences = [
+        f"frontend/{path.name}:{line}: {what}"
+        for path in PAGE_VIEWS
+        for line, what in orm_queries(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert offences == [], "read through a selector of the app that owns the data:\n" + "\n".join(offences)
+
+
+def is_request_method(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "method"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "request"
+    )
+
+
+def only_on_post(test: ast.expr) -> bool:
+    """`request.method == "POST"`, alone or and-ed with more conditions."""
+    tests = test.values if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And) else [test]
+    return any(
+        isinstance(t, ast.Compare)
+        and is_request_method(t.left)
+        and isinstance(t.ops[0], ast.Eq)
+        and isinstance(t.comparators[0], ast.Constant)
+        and t.comparators[0].value == "POST"
+        for t in tests
+    )
+
+
+def ends_in_return(body: list[ast.stmt]) -> bool:
+    return bool(body) and isinstance(body[-1], ast.Return)
+
+
+def get_statements(body: list[ast.stmt]):
+    """The statements a GET request may run: a branch on `request.method` contributes its GET side,
+    and what follows a GET side that returns is for POST only."""
+    for statement in body:
+        if isinstance(statement, ast.If) and any(is_request_method(n) for n in ast.walk(statement.test)):
+            get_side = statement.orelse if only_on_post(statement.test) else statement.body
+            yield from get_statements(get_side)
+            if get_side is statement.body and ends_in_return(get_side):
+                return
+        else:
+            yield statement
+
+
+def get_service_calls(tree: ast.AST) -> list[tuple[int, str]]:
+    """Calls of `services.<name>` that a GET request to a page view reaches."""
+    found = []
+    for function in tree.body:
+        if not isinstance(function, ast.FunctionDef) or not function.args.args:
+            continue
+        if function.args.args[0].arg != "request" or any(
+            isinstance(d, ast.Name) and d.id == "require_POST" for d in function.decorator_list
+        ):
+            continue
+        for statement in get_statements(function.body):
+            for node in ast.walk(statement):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "services"
+                ):
+                    found.append((node.lineno, f"{function.name}: services.{node.func.attr}()"))
+    return found
+
+
+def test_get_pages_write_nothing():
+    """A GET of a page calls no service (services write); background fixes belong to the reconciler."""
+    offences = [
+        f"frontend/{path.name}:{line}: {what}"
+        for path in PAGE_VIEWS
+        for line, what in get_service_calls(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert offences == [], "a GET must only read:\n" + "\n".join(offences)

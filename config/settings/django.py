@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "core",
     "accounts",
     "annotation",
+    "agreement",
     "sampling",
     "rewardmodel",
     "quizzes",
@@ -86,6 +87,6 @@ LOGGING = {
     # Tasks run in-process in the embedded default: their per-task lines would drown the console.
     "loggers": {
         "celery.app.trace": {"level": env_str("PREFLAB_TASK_LOG_LEVEL", "WARNING")},
-        "annotation.agreement_services": {"level": env_str("PREFLAB_TASK_LOG_LEVEL", "WARNING")},
+        "agreement.services": {"level": env_str("PREFLAB_TASK_LOG_LEVEL", "WARNING")},
     },
 }

@@ -158,7 +158,7 @@ def attempt_refresh(*, attempt: Attempt, now: datetime | None = None) -> Attempt
 
 def attempts_expire_overdue(*, now: datetime | None = None) -> int:
     """Close every section that ran out, for candidates who never came back. Run by the reconciler
-    (core.jobs) and before the review queue and vendor pages are read."""
+    (core.jobs) every PREFLAB_RECONCILE_SECONDS; the pages only read."""
     now = now or clock.now()
     grace = _grace()
     overdue = (

@@ -10,7 +10,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from annotation import agreement_services
+from agreement import services as agreement_services
 from annotation.models import Batch
 from core import jobs
 from rewardmodel.models import DatasetBuild

@@ -21,7 +21,8 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from annotation.models import AgreementReport, Batch, Comparison, Rating, ReportScope
+from agreement.models import AgreementReport, ReportScope
+from annotation.models import Batch, Comparison, Rating
 from rewardmodel.models import RunStatus, TrainingRun
 from sampling.models import GenerationJob, JobStatus
 from sampling.variant_backends import EMBEDDED_CHECKPOINT

@@ -3,8 +3,8 @@ flagged annotators; a vendor manager sees their own people only; annotators are 
 
 import pytest
 
-from annotation.models import AgreementReport, ReportScope
-from tests.annotation.crowd import LEFT, RANDOM, RELIABLE, seed_crowd
+from agreement.models import AgreementReport, ReportScope
+from tests.agreement.crowd import LEFT, RANDOM, RELIABLE, seed_crowd
 from tests.factories import AnnotatorFactory, BatchFactory, UserFactory, VendorFactory, VendorManagerFactory
 from tests.helpers import log_in
 

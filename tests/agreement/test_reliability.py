@@ -1,13 +1,13 @@
-"""annotation.reliability: encoding of stored ratings, agreement over a table against the reference
+"""agreement.reliability: encoding of stored ratings, agreement over a table against the reference
 implementations, and quality figures of synthetic annotators whose reliability is known."""
 
 import krippendorff
 import numpy as np
 import pytest
 
-from annotation.agreement import fleiss_kappa, gwet_ac, krippendorff_alpha
-from annotation.quality import agreement_with_others
-from annotation.reliability import (
+from agreement.coefficients import fleiss_kappa, gwet_ac, krippendorff_alpha
+from agreement.quality import agreement_with_others
+from agreement.reliability import (
     GOLD,
     REGULAR,
     REPEAT,

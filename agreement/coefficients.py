@@ -12,7 +12,7 @@ count matrix ``r[i, k]`` (how many raters put unit ``i`` in category ``k``), bui
 The multi-rater formulas are those of Gwet, K. L. (2014), *Handbook of Inter-Rater Reliability*,
 4th ed. (raw ratings with missing values, weighted versions and the linearisation variance
 estimators), as implemented by the reference package irrCAC 0.4.4 (``irrCAC.raw.CAC``).
-tests/annotation/test_agreement.py checks every figure against values computed by irrCAC and by
+tests/agreement/test_coefficients.py checks every figure against values computed by irrCAC and by
 the ``krippendorff`` package (fixture written by scripts/make_agreement_fixtures.py). Conventions
 shared with irrCAC:
 

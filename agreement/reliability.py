@@ -1,10 +1,10 @@
 """What Preflab measures on its ratings: agreement over a set of ratings and each annotator's
 quality figures (pure NumPy, no Django).
 
-annotation.agreement_services loads the ratings of a scope (a batch, one vendor's people in a batch,
-or a researcher's filter) into a :class:`RatingTable` with one ``values_list`` query and stores what
+agreement.services loads the ratings of a scope (a batch, one vendor's people in a batch, or a
+researcher's filter) into a :class:`RatingTable` with one ``values_list`` query and stores what
 :func:`measure_agreement` and :func:`annotator_quality` return. The statistics themselves are
-annotation.agreement, annotation.aggregation and annotation.quality.
+agreement.coefficients, agreement.aggregation and agreement.quality.
 
 Everything is measured by response (A and B as stored), never by the side shown:
 
@@ -38,7 +38,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .aggregation import dawid_skene_long, disagreement_share
-from .agreement import AgreementResult, fleiss_kappa, gwet_ac, krippendorff_alpha
+from .coefficients import AgreementResult, fleiss_kappa, gwet_ac, krippendorff_alpha
 from .quality import (
     OUTLIER_THRESHOLD,
     agreement_with_others_long,

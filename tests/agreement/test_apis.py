@@ -5,8 +5,10 @@ import io
 
 import pytest
 
-from annotation import agreement_services, services
-from annotation.models import AgreementReport, Comparison, ReportScope
+from agreement import services as agreement_services
+from agreement.models import AgreementReport, ReportScope
+from annotation import services
+from annotation.models import Comparison
 from tests.factories import (
     AnnotatorFactory,
     BatchFactory,

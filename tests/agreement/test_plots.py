@@ -1,11 +1,11 @@
-"""annotation.plots: well-formed SVG with its axes, legend and escaped labels."""
+"""agreement.plots: well-formed SVG with its axes, legend and escaped labels."""
 
 import xml.etree.ElementTree as ET
 from datetime import date
 
 import pytest
 
-from annotation.plots import Band, Bar, ScatterPoint, TrendPoint, bars_svg, nice_ticks, scatter_svg, trend_svg
+from agreement.plots import Band, Bar, ScatterPoint, TrendPoint, bars_svg, nice_ticks, scatter_svg, trend_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 

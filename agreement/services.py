@@ -30,11 +30,12 @@ from django.db.models import BooleanField, Case, Exists, F, OuterRef, Q, QuerySe
 from django.utils import timezone
 
 from accounts.models import User, Vendor
+from annotation.models import Batch, Focus, Rating
 from config.exceptions import InvalidInput, NotAllowed, NotFound
 from core import jobs
 
 from . import reliability
-from .models import AgreementReport, AnnotatorQuality, Batch, Focus, Rating, ReportScope, ReportStatus
+from .models import AgreementReport, AnnotatorQuality, ReportScope, ReportStatus
 from .selectors import ReportFilter
 
 logger = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def register_background_work() -> None:
 
 
 def rating_table(ratings: QuerySet[Rating]) -> reliability.RatingTable:
-    """Load ratings into the long-form table of annotation.reliability with one values_list query."""
+    """Load ratings into the long-form table of agreement.reliability with one values_list query."""
     gold_check = Case(
         When(Q(comparison__is_gold=True, created_at__gte=F("comparison__gold_marked_at")), then=Value(True)),
         default=Value(False),

@@ -1,9 +1,9 @@
-"""annotation.aggregation: majority vote and Dawid-Skene on seeded synthetic annotators."""
+"""agreement.aggregation: majority vote and Dawid-Skene on seeded synthetic annotators."""
 
 import numpy as np
 import pytest
 
-from annotation.aggregation import dawid_skene, dawid_skene_long, disagreement_share, majority_vote
+from agreement.aggregation import dawid_skene, dawid_skene_long, disagreement_share, majority_vote
 
 N_CLASSES = 3
 TRUE_PRIORS = np.array([0.5, 0.3, 0.2])

@@ -1,9 +1,9 @@
-"""annotation.quality: published Wilson intervals and synthetic annotators of known reliability."""
+"""agreement.quality: published Wilson intervals and synthetic annotators of known reliability."""
 
 import numpy as np
 import pytest
 
-from annotation.quality import (
+from agreement.quality import (
     agreement_with_others,
     agreement_with_others_long,
     flag_outliers,

@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from annotation import agreement_services, services
-from annotation.agreement import fleiss_kappa, gwet_ac, krippendorff_alpha
-from annotation.models import AgreementReport, AnnotatorQuality, Batch, Comparison, Rating, ReportScope, ReportStatus
-from annotation.reliability import SIGNED_SCALE
-from annotation.selectors import annotator_quality_for, report_freshness
+from agreement import services as agreement_services
+from agreement.coefficients import fleiss_kappa, gwet_ac, krippendorff_alpha
+from agreement.models import AgreementReport, AnnotatorQuality, ReportScope, ReportStatus
+from agreement.reliability import SIGNED_SCALE
+from agreement.selectors import annotator_quality_for, report_freshness
+from annotation import services
+from annotation.models import Batch, Comparison, Rating
 from config.exceptions import NotAllowed
-from tests.annotation.crowd import LEFT, RANDOM, RELIABLE, seed_crowd
+from tests.agreement.crowd import LEFT, RANDOM, RELIABLE, seed_crowd
 from tests.conftest import wait_for
 from tests.factories import (
     AnnotatorFactory,

@@ -1,8 +1,8 @@
-"""annotation.agreement against the reference packages and published figures.
+"""agreement.coefficients against the reference packages and published figures.
 
 The reference values in fixtures/agreement_reference.json were computed by irrCAC 0.4.4 and
 krippendorff 0.9.0 (scripts/make_agreement_fixtures.py, provenance in the file); sklearn is called
-directly. Nothing here compares against numbers produced by annotation.agreement itself.
+directly. Nothing here compares against numbers produced by agreement.coefficients itself.
 """
 
 import json
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from annotation.agreement import (
+from agreement.coefficients import (
     AgreementResult,
     cohen_kappa,
     fleiss_kappa,
