@@ -28,3 +28,8 @@ def annotators_with_rating_totals(*, user: User) -> QuerySet[User]:
 def vendors_for(*, user: User) -> QuerySet[Vendor]:
     """Vendors the user may see: researchers all of them, everyone else their own."""
     return Vendor.objects.all() if user.is_researcher else Vendor.objects.filter(pk=user.vendor_id)
+
+
+def annotators_for(*, user: User) -> QuerySet[User]:
+    """The annotators among the people the user may see."""
+    return people_for(user).filter(role=Role.ANNOTATOR)

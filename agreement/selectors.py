@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import User, Vendor
 from annotation.models import Batch, Rating
 
 from .models import AgreementReport, AnnotatorQuality, ReportScope, ReportStatus
@@ -195,3 +195,51 @@ def agreement_trend_rows(user: User) -> list[dict]:
             }
         )
     return rows
+
+
+# --- what the quality pages show about filter reports -----------------------------------------
+
+
+@dataclass(frozen=True)
+class FilterFormChoices:
+    batches: list[tuple[int, str]]
+    vendors: list[tuple[int, str]] | None  # None: the user filters by no vendor (their own only)
+
+
+def filter_form_choices(*, user: User) -> FilterFormChoices:
+    """The batches (every batch, newest week first) and, for researchers, the vendors a filter
+    report can name."""
+    batches = list(Batch.objects.order_by("-week", "name").values_list("id", "name"))
+    vendors = list(Vendor.objects.values_list("id", "name")) if user.is_researcher else None
+    return FilterFormChoices(batches=batches, vendors=vendors)
+
+
+def filter_reports_for(*, user: User, limit: int) -> list[AgreementReport]:
+    """The user's newest filter reports."""
+    return list(agreement_reports_for(user).filter(scope=ReportScope.FILTER)[:limit])
+
+
+def filter_description(report: AgreementReport) -> str:
+    """A filter report's filter in words: its batches, focus, vendor and weeks."""
+    filters = ReportFilter.from_dict(report.filters)
+    parts = []
+    if filters.batches:
+        names = Batch.objects.filter(pk__in=filters.batches).order_by("week", "name").values_list("name", flat=True)
+        parts.append("batches " + ", ".join(names))
+    if filters.focus:
+        parts.append(f"{filters.focus} batches")
+    if filters.vendor is not None:
+        vendor = Vendor.objects.filter(pk=filters.vendor).values_list("name", flat=True).first()
+        parts.append(f"people of {vendor}")
+    if filters.week_from or filters.week_to:
+        day = lambda value: value.isoformat() if value else ""  # noqa: E731
+        parts.append(f"weeks {day(filters.week_from) or '…'} to {day(filters.week_to) or '…'}")
+    return "; ".join(parts) or "every rating"
+
+
+def quality_batches_for(*, user: User) -> QuerySet[Batch]:
+    """Batches whose quality pages the user may open: every batch, open or closed (a vendor manager
+    sees only their own people's figures in it; the views that act on a batch are researchers')."""
+    if not (user.is_researcher or user.is_vendor_manager):
+        return Batch.objects.none()
+    return Batch.objects.all()

@@ -6,8 +6,6 @@ forms post to these views, which call one service and redirect. Plots are server
 (agreement.plots) and every table links to its CSV from the API (`?format=csv`).
 """
 
-from datetime import date
-
 from django import forms
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
@@ -15,14 +13,12 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from accounts.models import Vendor
-from accounts.selectors import people_for
+from accounts.selectors import annotators_for
 from agreement import plots, reliability, selectors
 from agreement import services as agreement_services
 from agreement.models import AgreementReport, ReportScope, ReportStatus
 from annotation import selectors as annotation_selectors
 from annotation import services
-from annotation.models import Batch
 from config.exceptions import DomainError
 
 from .views import manager_required, researcher_required
@@ -46,9 +42,10 @@ class ReportFilterForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["batches"].choices = [(b.id, b.name) for b in Batch.objects.order_by("-week", "name")]
-        if user.is_researcher:
-            self.fields["vendor"].choices = [("", "Every vendor")] + [(v.id, v.name) for v in Vendor.objects.all()]
+        choices = selectors.filter_form_choices(user=user)
+        self.fields["batches"].choices = choices.batches
+        if choices.vendors is not None:
+            self.fields["vendor"].choices = [("", "Every vendor"), *choices.vendors]
         else:
             del self.fields["vendor"]
 
@@ -56,7 +53,7 @@ class ReportFilterForm(forms.Form):
 @manager_required
 def quality_home(request):
     rows = selectors.agreement_trend_rows(request.user)
-    filters = selectors.agreement_reports_for(request.user).filter(scope=ReportScope.FILTER)[:10]
+    filters = selectors.filter_reports_for(user=request.user, limit=10)
     return render(
         request,
         "frontend/agreement/index.html",
@@ -64,14 +61,14 @@ def quality_home(request):
             "rows": rows,
             "trend_svg": _trend_svg(rows),
             "form": ReportFilterForm(user=request.user),
-            "filter_reports": [(report, _describe_filter(report)) for report in filters],
+            "filter_reports": [(report, selectors.filter_description(report)) for report in filters],
         },
     )
 
 
 @manager_required
 def quality_batch(request, batch_id: int):
-    batch = get_object_or_404(Batch, pk=batch_id)
+    batch = get_object_or_404(selectors.quality_batches_for(user=request.user), pk=batch_id)
     report = selectors.batch_report_for(request.user, batch)
     context = {"batch": batch, "report": report}
     if request.user.is_researcher:
@@ -86,7 +83,7 @@ def quality_report(request, report_id: int):
     report = get_object_or_404(selectors.agreement_reports_for(request.user), pk=report_id)
     if report.scope != ReportScope.FILTER:
         return redirect("quality-batch", batch_id=report.batch_id)
-    context = {"report": report, "description": _describe_filter(report)}
+    context = {"report": report, "description": selectors.filter_description(report)}
     if report.status == ReportStatus.READY:
         context.update(_dashboard(request, report))
     return render(request, "frontend/agreement/report.html", context)
@@ -94,7 +91,7 @@ def quality_report(request, report_id: int):
 
 @manager_required
 def quality_annotator(request, annotator_id: int):
-    person = get_object_or_404(people_for(request.user).filter(role="annotator"), pk=annotator_id)
+    person = get_object_or_404(annotators_for(user=request.user), pk=annotator_id)
     history = list(selectors.annotator_history(request.user, person.pk))
     points = []
     for row in history:
@@ -146,7 +143,7 @@ def quality_annotator(request, annotator_id: int):
 @researcher_required
 @require_POST
 def quality_batch_recompute(request, batch_id: int):
-    batch = get_object_or_404(Batch, pk=batch_id)
+    batch = get_object_or_404(selectors.quality_batches_for(user=request.user), pk=batch_id)
     agreement_services.agreement_recompute_request(batch_id=batch.id, force=True)
     messages.success(request, "Recompute queued. Reload in a moment to see the new figures.")
     return redirect("quality-batch", batch_id=batch.id)
@@ -155,7 +152,7 @@ def quality_batch_recompute(request, batch_id: int):
 @researcher_required
 @require_POST
 def quality_batch_promote_gold(request, batch_id: int):
-    batch = get_object_or_404(Batch, pk=batch_id)
+    batch = get_object_or_404(selectors.quality_batches_for(user=request.user), pk=batch_id)
     try:
         limit = int(request.POST["limit"]) if request.POST.get("limit") else None
         promoted = services.gold_promote_unanimous(
@@ -328,23 +325,3 @@ def _scatter_svg(rows) -> str:
 def _safe_svg(svg: str) -> str:
     # agreement.plots escapes every text it draws, so its markup can go into the page as it is.
     return mark_safe(svg)
-
-
-def _describe_filter(report: AgreementReport) -> str:
-    filters = selectors.ReportFilter.from_dict(report.filters)
-    parts = []
-    if filters.batches:
-        names = Batch.objects.filter(pk__in=filters.batches).order_by("week", "name").values_list("name", flat=True)
-        parts.append("batches " + ", ".join(names))
-    if filters.focus:
-        parts.append(f"{filters.focus} batches")
-    if filters.vendor is not None:
-        vendor = Vendor.objects.filter(pk=filters.vendor).values_list("name", flat=True).first()
-        parts.append(f"people of {vendor}")
-    if filters.week_from or filters.week_to:
-        parts.append(f"weeks {_day(filters.week_from) or '…'} to {_day(filters.week_to) or '…'}")
-    return "; ".join(parts) or "every rating"
-
-
-def _day(value: date | None) -> str:
-    return value.isoformat() if value else ""

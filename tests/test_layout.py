@@ -115,9 +115,8 @@ def test_services_and_selectors_never_import_tasks():
     assert offences == []
 
 
-# Page views read through selectors and write through services, as the API views do. views_agreement.py
-# follows once the agreement app lands (it is being moved out of annotation/ now).
-PAGE_VIEWS = sorted(path for path in (ROOT / "frontend").glob("views*.py") if path.name != "views_agreement.py")
+# Page views read through selectors and write through services, as the API views do.
+PAGE_VIEWS = sorted((ROOT / "frontend").glob("views*.py"))
 QUERYSET_METHODS = {
     "filter",
     "exclude",
