@@ -80,6 +80,26 @@ WORKER_FIXTURES = ("celery_worker", "embedded_worker", "own_redis")
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Factories set a password on every user; PBKDF2 makes that half a second each on a small machine."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def media(settings, tmp_path):
+    """Exports and checkpoints under a temporary MEDIA_ROOT."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    return tmp_path / "media"
+
+
+@pytest.fixture
+def researcher():
+    from tests.factories import UserFactory
+
+    return UserFactory(username="rhea")
+
+
+@pytest.fixture(autouse=True)
 def _agreement_follows_every_completed_comparison(settings):
     """Without a reconciler running, a report must not wait out the minimum interval between
     recomputes (tests of that interval set it themselves)."""

@@ -36,11 +36,6 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 REPORT_TIMEOUT = 120  # seconds for a report to catch up once the fault is gone (reconciler ticks: 1 s)
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def workers(transactional_db, tmp_path):
     """Start Worker subprocesses; each is stopped before the database and Redis fixtures end."""

@@ -12,12 +12,7 @@ from tests.factories import AnnotatorFactory, BatchFactory, UserFactory
 from tests.helpers import log_in
 from tests.rewardmodel.labelled import jsonl_file, labelled
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 
 
 @pytest.mark.browser

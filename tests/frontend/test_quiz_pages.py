@@ -13,11 +13,6 @@ from tests.quizzes.conftest import SECRET_RUBRIC, right_answer, small_quiz_docum
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def test_candidate_takes_a_timed_section_and_the_server_closes_it(page, live_server):
     (quiz,) = services.quizzes_import(
         document=small_quiz_document(shuffle_questions=False), created_by=None, publish=True

@@ -99,12 +99,6 @@ def small_quiz_document(**changes) -> dict:
     return document
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # Factories hash a password per user; the default hasher is slow on purpose, these tests need not be.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def clock():
     with quiz_clock.frozen(T0) as frozen:

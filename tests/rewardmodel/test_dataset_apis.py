@@ -13,17 +13,12 @@ from tests.helpers import client_for
 
 from .labelled import jsonl_file, labelled, trl_records
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 
 HH = {
     "chosen": "\n\nHuman: Is it safe to eat raw cookie dough?\n\nAssistant: No: raw flour and eggs carry germs.",
     "rejected": "\n\nHuman: Is it safe to eat raw cookie dough?\n\nAssistant: Yes, always.",
 }
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
 
 
 @pytest.fixture

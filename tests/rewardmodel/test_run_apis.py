@@ -17,7 +17,7 @@ from rewardmodel.services import rewards, runs
 from rewardmodel.tasks import evaluate_reward_model, train_reward_model_run
 from sampling import services as sampling_services
 from sampling.models import ModelVariant
-from tests.factories import AnnotatorFactory, UserFactory, VendorManagerFactory
+from tests.factories import AnnotatorFactory, VendorManagerFactory
 from tests.helpers import client_for
 
 from .runs import TINY, minilm_checkpoint, polite_batch, tiny_dataset
@@ -27,11 +27,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("training_settings"
 PROMPT = "How do I bake bread?"
 POLITE = "Certainly! Mix flour, water, salt and yeast, let it rise, then bake it hot."
 RUDE = "Ugh, obviously mix flour, water, salt and yeast. Stop asking."
-
-
-@pytest.fixture
-def researcher():
-    return UserFactory(username="rhea")
 
 
 @pytest.fixture

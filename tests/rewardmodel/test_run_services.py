@@ -16,16 +16,11 @@ from rewardmodel.models import BaseCheckpoint, DatasetBuild, JobStatus, RunEvalu
 from rewardmodel.services import runs
 from rewardmodel.training import read_checkpoint_info
 from tests.conftest import wait_for
-from tests.factories import AnnotatorFactory, UserFactory
+from tests.factories import AnnotatorFactory
 
 from .runs import TINY, minilm_checkpoint, polite_batch, tiny_dataset
 
 pytestmark = pytest.mark.usefixtures("training_settings")
-
-
-@pytest.fixture
-def researcher():
-    return UserFactory(username="rhea")
 
 
 @pytest.fixture
