@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from sampling.draws import PolicyError, TemperatureSpec, draw_pair
+from sampling.draws import PolicyError, SideDraw, TemperatureSpec, draw_pair
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,14 @@ def test_a_single_eligible_variant_is_used_twice_at_two_temperatures():
 
 def test_draws_are_reproducible_from_the_seed():
     spec = TemperatureSpec.parse("set", [0.6, 0.8, 1.0])
+    # Pinned: a change to how a pair is drawn from its seed changes every stored job's meaning.
+    assert draw_pair([1, 2, 3], spec, random.Random(42)) == (
+        SideDraw(variant_id=3, temperature=0.6, seed=2058755736454904720),
+        SideDraw(variant_id=1, temperature=0.8, seed=6792748013404602857),
+    )
     assert draw_pair([1, 2, 3], spec, random.Random(42)) == draw_pair([1, 2, 3], spec, random.Random(42))
+    # ... and the seed is what decides: twenty seeds give twenty different draws.
+    assert len({draw_pair([1, 2, 3], spec, random.Random(seed)) for seed in range(20)}) == 20
 
 
 def test_no_eligible_variant_is_an_error():
