@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import BooleanField, Case, Exists, F, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import BooleanField, Case, F, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
 from accounts.models import User, Vendor
@@ -68,21 +68,19 @@ def agreement_recompute_request(*, batch_id: int, force: bool = False, now=None)
     Called inside the caller's transaction (a rating's): the flag is set in that transaction, so a
     completing rating commits once, and the task is sent after commit. Without `force` nothing is
     asked while a request is pending, nor within PREFLAB_AGREEMENT_MIN_INTERVAL_SECONDS of the last
-    report: a busy batch is recomputed at that pace, not after every completed comparison, and the
-    reconciler asks for what those ratings changed on its next pass. `force` (a researcher's
-    "recompute now") always asks. A broker that does not answer is logged, never raised.
+    recompute's start (kept on the batch row, so a rating reads no report table): a busy batch is
+    recomputed at that pace, not after every completed comparison, and the reconciler asks for what
+    those ratings changed on its next pass. `force` (a researcher's "recompute now") always asks. A
+    broker that does not answer is logged, never raised.
     """
     now = now or timezone.now()
     batches = Batch.objects.filter(pk=batch_id)
     if not force:
-        recent_report = AgreementReport.objects.filter(
-            batch=OuterRef("pk"),
-            scope=ReportScope.BATCH,
-            computed_at__gt=now - timedelta(seconds=settings.PREFLAB_AGREEMENT_MIN_INTERVAL_SECONDS),
-        )
+        paced = now - timedelta(seconds=settings.PREFLAB_AGREEMENT_MIN_INTERVAL_SECONDS)
         batches = batches.filter(
-            Q(agreement_requested_at__isnull=True) | Q(agreement_requested_at__lt=now - _pending_expiry())
-        ).exclude(Exists(recent_report))
+            Q(agreement_requested_at__isnull=True) | Q(agreement_requested_at__lt=now - _pending_expiry()),
+            Q(agreement_started_at__isnull=True) | Q(agreement_started_at__lte=paced),
+        )
     if not batches.update(agreement_requested_at=now):
         return False
 
@@ -169,9 +167,9 @@ def agreement_recompute(*, batch_id: int, now=None) -> AgreementReport:
     """
     if not Batch.objects.filter(pk=batch_id).exists():
         raise NotFound("This batch does not exist.", field="batch")
-    # Cleared before reading, so that ratings arriving during this run queue the next one.
-    Batch.objects.filter(pk=batch_id).update(agreement_requested_at=None)
     as_of = now or timezone.now()
+    # Cleared before reading, so that ratings arriving during this run queue the next one.
+    Batch.objects.filter(pk=batch_id).update(agreement_requested_at=None, agreement_started_at=as_of)
     started = time.perf_counter()
     table = rating_table(Rating.objects.filter(comparison__batch_id=batch_id))
     metrics, quality = reliability.analyse(table)

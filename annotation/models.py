@@ -67,6 +67,9 @@ class Batch(models.Model):
     # Set while an agreement recompute is queued and cleared when it starts: the debounce of
     # agreement.services.agreement_recompute_request.
     agreement_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the last recompute started: a batch is recomputed on its own at most every
+    # PREFLAB_AGREEMENT_MIN_INTERVAL_SECONDS (kept on the batch row, so a rating reads no report).
+    agreement_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
