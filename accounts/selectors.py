@@ -2,6 +2,8 @@
 
 from django.db.models import Count, Max, QuerySet
 
+from config.exceptions import NotAllowed
+
 from .models import Role, User, Vendor
 
 
@@ -33,3 +35,9 @@ def vendors_for(*, user: User) -> QuerySet[Vendor]:
 def annotators_for(*, user: User) -> QuerySet[User]:
     """The annotators among the people the user may see."""
     return people_for(user).filter(role=Role.ANNOTATOR)
+
+
+def require_researcher(user: User, *, to: str) -> None:
+    """The researcher-only selectors' guard: raise NotAllowed("Only researchers <to>.") for anyone else."""
+    if not user.is_researcher:
+        raise NotAllowed(f"Only researchers {to}.")

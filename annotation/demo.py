@@ -135,7 +135,7 @@ def load_demo() -> dict:
     from quizzes.demo import load_quiz_demo  # the selection quizzes that gate the safety batch
 
     quizzes = load_quiz_demo(safety_batch=safety)
-    from rewardmodel.demo import load_dataset_demo  # open-source-style data for the dataset mixes
+    from preference_data.demo import load_dataset_demo  # open-source-style data for the dataset mixes
 
     load_dataset_demo(created_by=User.objects.get(username="researcher"))
     from rewardmodel.demo import load_reward_model_demo  # base checkpoints for reward-model runs

@@ -157,7 +157,7 @@ def fill(rows: int, prompt_chars: int, response_chars: int) -> None:
 
 
 def run_build(name: str, batch_ids: list[int]) -> tuple[int, float]:
-    from rewardmodel.services import dataset_build_create, dataset_build_run
+    from preference_data.services import dataset_build_create, dataset_build_run
 
     build = dataset_build_create(
         created_by=None, name=name, batch_ids=batch_ids, held_out_mode="fraction", test_fraction=0.1, enqueue=False
@@ -171,8 +171,8 @@ def run_build(name: str, batch_ids: list[int]) -> tuple[int, float]:
 
 def export_in_this_process(build_id: int, file_type: str) -> dict:
     """The child process: one export, its time and memory."""
-    from rewardmodel.models import DatasetBuild
-    from rewardmodel.services import dataset_export_create, dataset_export_run
+    from preference_data.models import DatasetBuild
+    from preference_data.services import dataset_export_create, dataset_export_run
 
     export = dataset_export_create(
         created_by=None, build=DatasetBuild.objects.get(pk=build_id), file_type=file_type, enqueue=False
@@ -262,7 +262,7 @@ def main() -> None:
         builds = {}
         for label, ids in (("three tenths", batch_ids[:3]), ("all", batch_ids)):
             build_id, seconds = run_build(f"bench {label}", ids)
-            from rewardmodel.models import DatasetBuild
+            from preference_data.models import DatasetBuild
 
             total = DatasetBuild.objects.get(pk=build_id).counts["total"]
             builds[label] = build_id

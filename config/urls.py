@@ -7,9 +7,9 @@ from rest_framework.routers import DefaultRouter
 from accounts import apis as accounts_apis
 from agreement import apis as agreement_apis
 from annotation import apis as annotation_apis
+from preference_data import apis as preference_data_apis
 from quizzes import apis as quizzes_apis
 from rewardmodel import apis as rewardmodel_apis
-from rewardmodel import run_apis as reward_run_apis
 from sampling import apis as sampling_apis
 
 router = DefaultRouter()
@@ -25,12 +25,12 @@ router.register("reviews", quizzes_apis.ReviewViewSet, basename="review")
 router.register("invitations", quizzes_apis.InvitationViewSet, basename="invitation")
 router.register("candidates", quizzes_apis.CandidateViewSet, basename="candidate")
 router.register("batch-requirements", quizzes_apis.BatchRequirementViewSet, basename="batch-requirement")
-router.register("dataset-builds", rewardmodel_apis.DatasetBuildViewSet, basename="dataset-build")
-router.register("dataset-exports", rewardmodel_apis.DatasetExportViewSet, basename="dataset-export")
-router.register("external-sources", rewardmodel_apis.ExternalSourceViewSet, basename="external-source")
-router.register("base-checkpoints", reward_run_apis.BaseCheckpointViewSet, basename="base-checkpoint")
-router.register("training-runs", reward_run_apis.TrainingRunViewSet, basename="training-run")
-router.register("run-evaluations", reward_run_apis.RunEvaluationViewSet, basename="run-evaluation")
+router.register("dataset-builds", preference_data_apis.DatasetBuildViewSet, basename="dataset-build")
+router.register("dataset-exports", preference_data_apis.DatasetExportViewSet, basename="dataset-export")
+router.register("external-sources", preference_data_apis.ExternalSourceViewSet, basename="external-source")
+router.register("base-checkpoints", rewardmodel_apis.BaseCheckpointViewSet, basename="base-checkpoint")
+router.register("training-runs", rewardmodel_apis.TrainingRunViewSet, basename="training-run")
+router.register("run-evaluations", rewardmodel_apis.RunEvaluationViewSet, basename="run-evaluation")
 router.register("model-variants", sampling_apis.ModelVariantViewSet, basename="model-variant")
 router.register("pair-policies", sampling_apis.PairPolicyViewSet, basename="pair-policy")
 router.register("generation-jobs", sampling_apis.GenerationJobViewSet, basename="generation-job")

@@ -17,8 +17,8 @@ from django.views.decorators.http import require_POST
 from accounts.selectors import vendors_for
 from annotation import selectors as annotation_selectors
 from config.exceptions import DomainError
-from rewardmodel import selectors, services
-from rewardmodel.models import (
+from preference_data import selectors, services
+from preference_data.models import (
     DatasetBuild,
     ExportFormat,
     FileType,

@@ -21,9 +21,10 @@ from django.views.decorators.http import require_POST
 
 from annotation.models import Focus
 from config.exceptions import DomainError
-from rewardmodel import plots, run_selectors
+from preference_data.models import MarginTable
+from rewardmodel import plots, selectors
 from rewardmodel.archives import stream_zip
-from rewardmodel.models import MarginTable, ModelKind, RunStatus
+from rewardmodel.models import ModelKind, RunStatus
 from rewardmodel.services import rewards, runs
 from sampling import selectors as sampling_selectors
 
@@ -75,8 +76,8 @@ class RunForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["dataset"].queryset = run_selectors.trainable_datasets()
-        self.fields["base_checkpoint"].queryset = run_selectors.base_checkpoints_to_train_from(user=user)
+        self.fields["dataset"].queryset = selectors.trainable_datasets()
+        self.fields["base_checkpoint"].queryset = selectors.base_checkpoints_to_train_from(user=user)
         self.llama2 = runs.llama2_defaults()
         for name, label, help_text in MAIN_HYPERPARAMETERS + MORE_HYPERPARAMETERS:
             self.fields[name] = _field_for(name, self.llama2[name], label, help_text)
@@ -106,11 +107,11 @@ class EvaluateForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["dataset"].queryset = run_selectors.evaluable_datasets()
+        self.fields["dataset"].queryset = selectors.evaluable_datasets()
 
 
 def _run_choices(user, kind=None):
-    return [(r.pk, f"#{r.pk} {r.name}") for r in run_selectors.scorable_runs(user, kind)]
+    return [(r.pk, f"#{r.pk} {r.name}") for r in selectors.scorable_runs(user, kind)]
 
 
 class ScoreForm(forms.Form):
@@ -177,8 +178,8 @@ def runs_index(request):
         request,
         "frontend/rewardmodel/index.html",
         {
-            "runs": run_selectors.runs_with_own_evaluation(user=request.user),
-            "checkpoints": run_selectors.base_checkpoints_with_run_counts(user=request.user),
+            "runs": selectors.runs_with_own_evaluation(user=request.user),
+            "checkpoints": selectors.base_checkpoints_with_run_counts(user=request.user),
             "checkpoint_form": BaseCheckpointForm(),
             "stale_seconds": settings.PREFLAB_TRAINING_STALE_SECONDS,
         },
@@ -253,23 +254,23 @@ def _evaluation_context(evaluation) -> dict:
     report = evaluation.report or {}
     return {
         "evaluation": evaluation,
-        "strengths": run_selectors.strength_table(report),
-        "safety": run_selectors.safety_table(report),
-        "batches": run_selectors.batch_table(report),
+        "strengths": selectors.strength_table(report),
+        "safety": selectors.safety_table(report),
+        "batches": selectors.batch_table(report),
         "distribution_svg": plots.distribution_svg(report.get("distribution") or {}),
         "distribution": report.get("distribution") or {},
     }
 
 
 def _curves(run) -> dict[str, str]:
-    return plots.training_curves(run_selectors.run_curves(run), run.total_steps or None)
+    return plots.training_curves(selectors.run_curves(run), run.total_steps or None)
 
 
 @researcher_required
 def run_detail(request, run_id: int):
-    run = get_object_or_404(run_selectors.runs_for(request.user), pk=run_id)
-    evaluations = run_selectors.run_evaluations(run=run)
-    stale = run_selectors.is_stale(run, settings.PREFLAB_TRAINING_STALE_SECONDS)
+    run = get_object_or_404(selectors.runs_for(request.user), pk=run_id)
+    evaluations = selectors.run_evaluations(run=run)
+    stale = selectors.is_stale(run, settings.PREFLAB_TRAINING_STALE_SECONDS)
     return render(
         request,
         "frontend/rewardmodel/run.html",
@@ -279,7 +280,7 @@ def run_detail(request, run_id: int):
             "curves": _curves(run),
             "evaluations": [_evaluation_context(e) for e in evaluations],
             "evaluate_form": EvaluateForm(initial={"dataset": run.dataset_id}),
-            "llama2_table_8": run_selectors.LLAMA2_TABLE_8,
+            "llama2_table_8": selectors.LLAMA2_TABLE_8,
             "hyperparameters": sorted(run.hyperparameters.items()),
             "llama2": runs.llama2_defaults(),
             "can_resume": run.status in (RunStatus.CANCELLED, RunStatus.FAILED) or stale,
@@ -289,12 +290,12 @@ def run_detail(request, run_id: int):
 
 @researcher_required
 def run_curves(request, run_id: int):
-    run = get_object_or_404(run_selectors.runs_for(request.user), pk=run_id)
+    run = get_object_or_404(selectors.runs_for(request.user), pk=run_id)
     return render(request, "frontend/rewardmodel/_curves.html", {"curves": _curves(run), "run": run})
 
 
 def _run_action(request, run_id: int, action, done: str):
-    run = get_object_or_404(run_selectors.runs_for(request.user), pk=run_id)
+    run = get_object_or_404(selectors.runs_for(request.user), pk=run_id)
     try:
         action(run=run, user=request.user)
     except DomainError as exc:
@@ -319,7 +320,7 @@ def run_resume(request, run_id: int):
 @researcher_required
 @require_POST
 def run_evaluate(request, run_id: int):
-    run = get_object_or_404(run_selectors.runs_for(request.user), pk=run_id)
+    run = get_object_or_404(selectors.runs_for(request.user), pk=run_id)
     form = EvaluateForm(request.POST)
     if form.is_valid():
         try:
@@ -333,9 +334,9 @@ def run_evaluate(request, run_id: int):
 
 @researcher_required
 def run_download(request, run_id: int):
-    run = get_object_or_404(run_selectors.runs_for(request.user), pk=run_id)
+    run = get_object_or_404(selectors.runs_for(request.user), pk=run_id)
     try:
-        path, name = run_selectors.model_download(run)
+        path, name = selectors.model_download(run)
     except DomainError as exc:
         return render(request, "frontend/datasets/unavailable.html", {"reason": exc.detail}, status=exc.status_code)
     response = StreamingHttpResponse(stream_zip(path, name, exclude=["optimizer.pt"]), content_type="application/zip")
@@ -352,27 +353,24 @@ def _csv_response(rows: list[list], filename: str) -> HttpResponse:
 
 @researcher_required
 def run_metrics_csv(request, run_id: int):
-    run = get_object_or_404(run_selectors.runs_for(request.user), pk=run_id)
+    run = get_object_or_404(selectors.runs_for(request.user), pk=run_id)
     columns = ["step", "loss", "accuracy", "learning_rate", "grad_norm", "tokens_per_second", "elapsed_seconds"]
-    rows = [columns] + [[row[c] for c in columns] for row in run_selectors.run_curves(run)]
+    rows = [columns] + [[row[c] for c in columns] for row in selectors.run_curves(run)]
     return _csv_response(rows, f"preflab-rm-{run.pk}-curves.csv")
 
 
 @researcher_required
 def evaluation_csv(request, evaluation_id: int, table: str):
-    evaluation = get_object_or_404(run_selectors.evaluations_for(request.user), pk=evaluation_id)
+    evaluation = get_object_or_404(selectors.evaluations_for(request.user), pk=evaluation_id)
     report = evaluation.report or {}
-    if table == "distribution":
-        rows = run_selectors.distribution_csv_rows(report)
-    else:
-        rows = run_selectors.evaluation_csv_rows(report)
+    rows = selectors.distribution_csv_rows(report) if table == "distribution" else selectors.evaluation_csv_rows(report)
     return _csv_response(rows, f"preflab-rm-{evaluation.run_id}-evaluation-{evaluation.pk}-{table}.csv")
 
 
 @researcher_required
 def runs_compare(request):
     ids = [int(i) for i in request.GET.getlist("runs") if i.isdigit()]
-    chosen = run_selectors.runs_in_order(user=request.user, run_ids=ids)
+    chosen = selectors.runs_in_order(user=request.user, run_ids=ids)
     test_sets = defaultdict(list)
     for run in chosen:
         for evaluation in run.evaluations.all():
@@ -380,13 +378,13 @@ def runs_compare(request):
                 test_sets[evaluation.dataset].append(
                     {
                         "run": run,
-                        "strengths": run_selectors.strength_table(evaluation.report),
-                        "safety": run_selectors.safety_table(evaluation.report),
+                        "strengths": selectors.strength_table(evaluation.report),
+                        "safety": selectors.safety_table(evaluation.report),
                     }
                 )
     series = []
     for i, run in enumerate(chosen):
-        rows = run_selectors.run_curves(run)
+        rows = selectors.run_curves(run)
         points = list(zip([r["step"] for r in rows], plots.smooth([r["loss"] for r in rows]), strict=True))
         series.append(plots.Series(f"#{run.pk} {run.name[:40]}", _PALETTE[i % len(_PALETTE)], points, width=2))
     loss_svg = plots.curve_svg(
@@ -404,9 +402,9 @@ def runs_compare(request):
             "runs": chosen,
             "test_sets": [(dataset, rows) for dataset, rows in test_sets.items()],
             "loss_svg": loss_svg,
-            "llama2_table_8": run_selectors.LLAMA2_TABLE_8,
-            "llama2_table_29": run_selectors.LLAMA2_TABLE_29,
-            "all_runs": run_selectors.runs_for(request.user)[:50],
+            "llama2_table_8": selectors.LLAMA2_TABLE_8,
+            "llama2_table_29": selectors.LLAMA2_TABLE_29,
+            "all_runs": selectors.runs_for(request.user)[:50],
             "chosen_ids": ids,
         },
     )
@@ -416,7 +414,7 @@ def runs_compare(request):
 
 
 def _run(request, run_id):
-    return get_object_or_404(run_selectors.runs_for(request.user), pk=run_id)
+    return get_object_or_404(selectors.runs_for(request.user), pk=run_id)
 
 
 @researcher_required
@@ -450,7 +448,7 @@ def score(request):
     return render(
         request,
         "frontend/rewardmodel/score.html",
-        {"form": form, "result": result, "has_models": run_selectors.scorable_runs(request.user).exists()},
+        {"form": form, "result": result, "has_models": selectors.scorable_runs(request.user).exists()},
         status=400 if form.errors else 200,
     )
 
@@ -458,7 +456,7 @@ def score(request):
 def _best_of_k_again(request) -> dict:
     """The form filled in with an earlier preview's settings (?again=<id>): sample it once more."""
     again = request.GET.get("again", "")
-    preview = run_selectors.best_of_k_preview_for(user=request.user, preview_id=int(again)) if again.isdigit() else None
+    preview = selectors.best_of_k_preview_for(user=request.user, preview_id=int(again)) if again.isdigit() else None
     if preview is None:
         return {}
     return {
@@ -503,9 +501,9 @@ def best_of_k(request):
         "frontend/rewardmodel/best_of_k.html",
         {
             "form": form,
-            "previews": run_selectors.best_of_k_previews_for(request.user)[:10],
+            "previews": selectors.best_of_k_previews_for(request.user)[:10],
             "k_max": settings.PREFLAB_BEST_OF_K_MAX,
-            "has_models": run_selectors.scorable_runs(request.user).exists(),
+            "has_models": selectors.scorable_runs(request.user).exists(),
         },
         status=400 if form.errors else 200,
     )
@@ -514,5 +512,5 @@ def best_of_k(request):
 @researcher_required
 def best_of_k_preview(request, preview_id):
     """One preview: its settings, "sampling…" while a worker has it, then the ranked responses or the error."""
-    preview = get_object_or_404(run_selectors.best_of_k_previews_for(request.user), pk=preview_id)
+    preview = get_object_or_404(selectors.best_of_k_previews_for(request.user), pk=preview_id)
     return render(request, "frontend/rewardmodel/best_of_k_preview.html", {"preview": preview})

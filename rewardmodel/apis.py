@@ -1,125 +1,226 @@
-"""Dataset API (researchers only): builds, exports and their files, imports of open-source data."""
+"""Reward-model API (researchers only): base checkpoints, training runs (start, follow, cancel,
+resume, download), evaluations on held-out splits, scoring with trained models, and best-of-K
+previews (queued on the sampling queue, then followed until their ranking is there)."""
 
-from django.http import FileResponse
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.permissions import IsResearcher
+from preference_data.models import DatasetBuild
+from sampling import selectors as sampling_selectors
 
-from . import selectors, services
-from .models import DatasetBuild, DatasetExport, ExternalSource
+from . import selectors
+from .archives import stream_zip
+from .models import BaseCheckpoint, RunEvaluation, TrainingRun
 from .serializers import (
-    DatasetBuildCreateSerializer,
-    DatasetBuildSerializer,
-    DatasetExportCreateSerializer,
-    DatasetExportSerializer,
-    ExternalSourceImportSerializer,
-    ExternalSourceSerializer,
+    BaseCheckpointCreateSerializer,
+    BaseCheckpointSerializer,
+    BestOfKPreviewSerializer,
+    BestOfKSerializer,
+    HybridScoreSerializer,
+    RunEvaluationCreateSerializer,
+    RunEvaluationSerializer,
+    RunMetricSerializer,
+    ScoreSerializer,
+    TrainingRunCreateSerializer,
+    TrainingRunSerializer,
 )
+from .services import rewards, runs
 
 
-class DatasetBuildViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Comparison datasets: a selection of labels with a mix, a margin table and held-out test sets."""
+def model_zip_response(run) -> StreamingHttpResponse:
+    """The run's saved model as a streamed zip (the optimizer state of a checkpoint left out)."""
+    path, name = selectors.model_download(run)
+    response = StreamingHttpResponse(stream_zip(path, name, exclude=["optimizer.pt"]), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{name}.zip"'
+    return response
 
-    serializer_class = DatasetBuildSerializer
+
+class BaseCheckpointViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    """Models that reward models start from: a checkpoint directory on the workers, or embedded:<name>."""
+
+    serializer_class = BaseCheckpointSerializer
     permission_classes = [IsResearcher]
-    filterset_fields = ["status", "mix"]
 
     def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # the OpenAPI schema is generated without a user
-            return DatasetBuild.objects.none()
-        return selectors.builds_for(self.request.user)
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no user
+            return BaseCheckpoint.objects.none()
+        return selectors.base_checkpoints_for(self.request.user)
 
-    @extend_schema(request=DatasetBuildCreateSerializer, responses={201: DatasetBuildSerializer})
+    @extend_schema(request=BaseCheckpointCreateSerializer, responses={201: BaseCheckpointSerializer})
     def create(self, request: Request) -> Response:
-        data = DatasetBuildCreateSerializer(data=request.data)
+        data = BaseCheckpointCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        checkpoint = runs.base_checkpoint_create(created_by=request.user, **data.validated_data)
+        return Response(BaseCheckpointSerializer(checkpoint).data, status=status.HTTP_201_CREATED)
+
+
+class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Reward-model training runs on the training queue, and scoring with the models they produced."""
+
+    serializer_class = TrainingRunSerializer
+    permission_classes = [IsResearcher]
+    filterset_fields = ["status", "kind", "dataset", "base_checkpoint"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return TrainingRun.objects.none()
+        return selectors.runs_for(self.request.user).prefetch_related("evaluations")
+
+    def _run(self, pk) -> object:
+        return get_object_or_404(selectors.runs_for(self.request.user), pk=pk)
+
+    def _answer(self, run, code=status.HTTP_200_OK) -> Response:
+        run = self.get_queryset().get(pk=run.pk)
+        return Response(TrainingRunSerializer(run, context={"request": self.request}).data, status=code)
+
+    @extend_schema(request=TrainingRunCreateSerializer, responses={201: TrainingRunSerializer})
+    def create(self, request: Request) -> Response:
+        """Start a run: queued on the training queue (in the embedded default, a thread of the server)."""
+        data = TrainingRunCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        build = services.dataset_build_create(
+        run = runs.run_create(
             created_by=request.user,
+            dataset=get_object_or_404(DatasetBuild, pk=v["dataset"]),
+            base_checkpoint=get_object_or_404(selectors.base_checkpoints_for(request.user), pk=v["base_checkpoint"]),
+            kind=v["kind"],
             name=v["name"],
-            batch_ids=v["batches"],
-            focus=v["focus"],
-            weeks=v["weeks"],
-            vendor_ids=v["vendors"],
-            min_agreement=v["min_agreement"],
-            unanimous_only=v["unanimous_only"],
-            exclude_annotator_ids=v["exclude_annotators"],
-            external_source_ids=v["external_sources"],
-            mix=v["mix"],
             margin_table=v["margin_table"],
-            seed=v["seed"],
-            held_out_mode=v["held_out_mode"],
-            test_count=v["test_count"],
-            test_fraction=v["test_fraction"],
+            hyperparameters=v["hyperparameters"],
         )
-        build.refresh_from_db()  # in-process tasks have already run it
-        return Response(DatasetBuildSerializer(build).data, status=status.HTTP_201_CREATED)
+        return self._answer(run, status.HTTP_201_CREATED)
 
+    @extend_schema(request=None, responses={202: TrainingRunSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk=None) -> Response:
+        """Stop the run before its next micro-batch; its last checkpoint is kept (and can be resumed)."""
+        return self._answer(runs.run_cancel(run=self.get_object(), user=request.user), status.HTTP_202_ACCEPTED)
 
-class DatasetExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Exports of finished builds (TRL, HH-RLHF, raw ratings; JSONL or Parquet) and their files."""
-
-    serializer_class = DatasetExportSerializer
-    permission_classes = [IsResearcher]
-    filterset_fields = ["build", "status", "format", "file_type"]
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return DatasetExport.objects.none()
-        return selectors.exports_for(self.request.user)
-
-    @extend_schema(request=DatasetExportCreateSerializer, responses={201: DatasetExportSerializer})
-    def create(self, request: Request) -> Response:
-        data = DatasetExportCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        v = data.validated_data
-        build = get_object_or_404(selectors.builds_for(request.user), pk=v["build"])
-        export = services.dataset_export_create(
-            created_by=request.user, build=build, format=v["format"], file_type=v["file_type"]
-        )
-        export.refresh_from_db()
-        return Response(DatasetExportSerializer(export, context={"request": request}).data, status=201)
-
-    @extend_schema(responses={200: OpenApiResponse(description="The file's bytes.")})
-    @action(detail=True, methods=["get"], url_path=r"files/(?P<name>[A-Za-z0-9_.\-]+)", url_name="file")
-    def file(self, request: Request, pk=None, name: str = "") -> FileResponse:
-        """Download a data file or the manifest of a finished export."""
-        path = selectors.export_file_path(self.get_object(), name)
-        return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)
-
-
-class ExternalSourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Imported open-source preference data (HH-RLHF or TRL style, JSONL or Parquet)."""
-
-    serializer_class = ExternalSourceSerializer
-    permission_classes = [IsResearcher]
-    parser_classes = [MultiPartParser, FormParser]
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return ExternalSource.objects.none()
-        return selectors.external_sources_for(self.request.user)
+    @extend_schema(request=None, responses={202: TrainingRunSerializer})
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk=None) -> Response:
+        """Queue a cancelled, failed or interrupted run again; it continues from its last checkpoint."""
+        return self._answer(runs.run_resume(run=self.get_object(), user=request.user), status.HTTP_202_ACCEPTED)
 
     @extend_schema(
-        request={"multipart/form-data": ExternalSourceImportSerializer}, responses={201: ExternalSourceSerializer}
+        parameters=[OpenApiParameter("after", int, description="Only steps after this one.")],
+        responses={200: RunMetricSerializer(many=True)},
     )
-    def create(self, request: Request) -> Response:
-        data = ExternalSourceImportSerializer(data=request.data)
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def metrics(self, request: Request, pk=None) -> Response:
+        """Loss, accuracy and learning rate of every optimizer step (the curves)."""
+        steps = self.get_object().steps.order_by("step")
+        after = request.query_params.get("after", "")
+        if after.isdigit():
+            steps = steps.filter(step__gt=int(after))
+        return Response(RunMetricSerializer(steps, many=True).data)
+
+    @extend_schema(responses={200: OpenApiResponse(description="A zip of the model directory.")})
+    @action(detail=True, methods=["get"])
+    def download(self, request: Request, pk=None) -> StreamingHttpResponse:
+        """The trained model (or the checkpoint a cancel left) as a zip that `from_pretrained` loads unzipped."""
+        return model_zip_response(self.get_object())
+
+    @extend_schema(request=ScoreSerializer, responses={200: OpenApiResponse(description="reward and probability")})
+    @action(detail=True, methods=["post"])
+    def score(self, request: Request, pk=None) -> Response:
+        """The reward of a response after a dialogue: the raw scalar and its sigmoid."""
+        data = ScoreSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        source = services.external_source_import(
-            name=v["name"],
-            focus=v["focus"],
-            format=v["format"],
-            description=v["description"],
-            source=v["file"],
-            filename=v["file"].name,
+        return Response(rewards.reward_score(run=self.get_object(), context=v["context"], response=v["response"]))
+
+    @extend_schema(request=HybridScoreSerializer, responses={200: OpenApiResponse(description="the hybrid reward")})
+    @action(detail=False, methods=["post"], url_path="hybrid-score")
+    def hybrid_score(self, request: Request) -> Response:
+        """Llama 2's hybrid reward: the safety model's score for a safety prompt or below 0.15, else the
+        helpfulness model's."""
+        data = HybridScoreSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        result = rewards.hybrid_score(
+            helpfulness_run=self._run(v["helpfulness_run"]),
+            safety_run=self._run(v["safety_run"]),
+            context=v["context"],
+            response=v["response"],
+            is_safety_prompt=v["is_safety_prompt"],
+        )
+        return Response(result)
+
+    @extend_schema(request=BestOfKSerializer, responses={202: BestOfKPreviewSerializer})
+    @action(detail=False, methods=["post"], url_path="best-of-k")
+    def best_of_k(self, request: Request) -> Response:
+        """Queue a best-of-K preview: a sampling worker samples K responses from a model variant and
+        ranks them by reward (hybrid with a safety run). Input that cannot run is refused here (4xx);
+        follow the answer's ``url`` until its status is done (``result``) or failed (``error``)."""
+        data = BestOfKSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        preview = rewards.best_of_k_preview_create(
+            created_by=request.user,
+            variant=get_object_or_404(sampling_selectors.variants_for(request.user), pk=v["variant"]),
+            context=v["context"],
+            k=v["k"],
+            run=self._run(v["run"]),
+            safety_run=self._run(v["safety_run"]) if v["safety_run"] else None,
+            is_safety_prompt=v["is_safety_prompt"],
+            temperature=v["temperature"],
+            max_new_tokens=v["max_new_tokens"],
+            seed=v["seed"],
+        )
+        return self._preview(preview, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("preview_id", int, OpenApiParameter.PATH)],
+        responses={200: BestOfKPreviewSerializer},
+    )
+    @action(
+        detail=False,
+        methods=["get"],
+        url_path=r"best-of-k/(?P<preview_id>[0-9]+)",
+        url_name="best-of-k-preview",
+    )
+    def best_of_k_preview(self, request: Request, preview_id: str) -> Response:
+        """A best-of-K preview: queued or running, then done with its ranked responses, or failed."""
+        return self._preview(get_object_or_404(selectors.best_of_k_previews_for(request.user), pk=preview_id))
+
+    def _preview(self, preview, code=status.HTTP_200_OK) -> Response:
+        data = BestOfKPreviewSerializer(preview, context={"request": self.request}).data
+        headers = {"Location": data["url"]} if code == status.HTTP_202_ACCEPTED else None
+        return Response(data, status=code, headers=headers)
+
+
+class RunEvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Accuracy of trained reward models on held-out splits (Llama 2 Tables 7, 8 and 29 layouts)."""
+
+    serializer_class = RunEvaluationSerializer
+    permission_classes = [IsResearcher]
+    filterset_fields = ["run", "dataset", "split", "status"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return RunEvaluation.objects.none()
+        return selectors.evaluations_for(self.request.user)
+
+    @extend_schema(request=RunEvaluationCreateSerializer, responses={202: RunEvaluationSerializer})
+    def create(self, request: Request) -> Response:
+        """Evaluate a run's model on a dataset's split (e.g. a safety RM on the helpfulness test set)."""
+        data = RunEvaluationCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        evaluation = runs.evaluation_create(
+            run=get_object_or_404(selectors.runs_for(request.user), pk=v["run"]),
+            dataset=get_object_or_404(DatasetBuild, pk=v["dataset"]),
+            split=v["split"],
             created_by=request.user,
         )
-        return Response(ExternalSourceSerializer(source).data, status=status.HTTP_201_CREATED)
+        evaluation.refresh_from_db()
+        return Response(RunEvaluationSerializer(evaluation).data, status=status.HTTP_202_ACCEPTED)

@@ -7,7 +7,7 @@ be stored on a training-run row and drawn by the pages without recomputation. No
 A pair counts as correct only when ``r_chosen > r_rejected`` strictly: a model that gives both
 responses the same reward has not told them apart (ties count as wrong, as in Llama 2).
 
-The strength and safety codes are the dataset builder's (`rewardmodel.pairs`), where an empty
+The strength and safety codes are the dataset builder's (`preference_data.rules`), where an empty
 string (or None) means "not given": imported data may have no strength, helpfulness data has no
 safety label.
 """
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rewardmodel import pairs as builder
+from preference_data import rules as builder
 from rewardmodel.scoring import score_many
 
 if TYPE_CHECKING:

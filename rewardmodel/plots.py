@@ -94,7 +94,7 @@ def curve_svg(
 
 
 def training_curves(rows: Sequence[dict], total_steps: int | None) -> dict[str, str]:
-    """The live run page's three plots from `run_selectors.run_curves` rows: loss, accuracy and
+    """The live run page's three plots from `selectors.run_curves` rows: loss, accuracy and
     learning rate per optimizer step (loss and accuracy raw, faint, with a smoothed line over them)."""
     steps = [row["step"] for row in rows]
     loss = [row["loss"] for row in rows]

@@ -1,105 +1,276 @@
-"""Reads of datasets, exports and imported sources, shaped for the pages and the API."""
+"""Reads of reward-model training: base checkpoints, runs, their curves and evaluations, best-of-K
+previews, and a dataset's pairs as the trainer takes them. Pages and the API read through here,
+researchers only."""
 
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
+from django.utils import timezone
 
 from accounts.models import User
-from annotation.models import SafetyLabel, Strength
-from config.exceptions import Conflict, Gone, NotAllowed, NotFound
+from accounts.selectors import require_researcher
+from config.exceptions import Conflict, Gone
+from preference_data import rules
+from preference_data.models import DatasetBuild, ExternalSource, JobStatus
 
-from . import pairs
-from .models import Component, DatasetBuild, DatasetExport, ExternalSource, JobStatus
-from .services.exports import MANIFEST_NAME
+from .models import (
+    BaseCheckpoint,
+    BestOfKPreview,
+    RunEvaluation,
+    RunStatus,
+    TrainingRun,
+)
+
+if TYPE_CHECKING:
+    from .training import PreferencePair
+
+# Llama 2's reported accuracies, shown beside Preflab's tables for the shape to expect (not as targets).
+LLAMA2_TABLE_8 = [
+    {"label": "Meta Safety test set, Safety RM", "values": [94.3, 76.3, 65.7, 55.3], "avg": 64.5},
+    {"label": "Meta Helpful test set, Helpfulness RM", "values": [80.7, 67.5, 60.9, 54.7], "avg": 63.2},
+]
+LLAMA2_TABLE_29 = {"label": "Meta Safety test set, Safety RM", "values": [94.3, 56.9, 59.9]}
 
 
 def _researcher(user: User) -> None:
-    if not user.is_researcher:
-        raise NotAllowed("Only researchers see and export datasets.")
+    require_researcher(user, to="train and use reward models")
 
 
-def builds_for(user: User) -> QuerySet[DatasetBuild]:
+def base_checkpoints_for(user: User) -> QuerySet[BaseCheckpoint]:
     _researcher(user)
-    return DatasetBuild.objects.select_related("created_by")
+    return BaseCheckpoint.objects.all()
 
 
-def builds_with_exports(*, user: User) -> QuerySet[DatasetBuild]:
-    """Every build, newest first, with its exports fetched (the dataset list counts them)."""
-    return builds_for(user).prefetch_related("exports")
-
-
-def exports_for(user: User) -> QuerySet[DatasetExport]:
+def runs_for(user: User) -> QuerySet[TrainingRun]:
     _researcher(user)
-    return DatasetExport.objects.select_related("build", "created_by")
+    return TrainingRun.objects.select_related("dataset", "base_checkpoint", "created_by")
 
 
-def external_sources_for(user: User) -> QuerySet[ExternalSource]:
+def evaluations_for(user: User) -> QuerySet[RunEvaluation]:
     _researcher(user)
-    return ExternalSource.objects.select_related("created_by")
+    return RunEvaluation.objects.select_related("run", "dataset")
 
 
-def build_exports(*, user: User, build: DatasetBuild) -> QuerySet[DatasetExport]:
-    """A build's exports, newest first."""
-    return exports_for(user).filter(build=build).order_by("-created_at", "-id")
+def best_of_k_previews_for(user: User) -> QuerySet[BestOfKPreview]:
+    """Every researcher sees every preview, as with runs; newest first."""
+    _researcher(user)
+    return BestOfKPreview.objects.select_related("variant", "run", "safety_run", "created_by")
 
 
-def _split_rows(labels, counts: dict) -> list[dict]:
-    train, test = counts.get(pairs.TRAIN, {}), counts.get(pairs.TEST, {})
-    total = sum(train.values()) + sum(test.values()) or 1
-    rows = []
-    for code, label in labels:
-        n_train, n_test = train.get(code, 0), test.get(code, 0)
-        if n_train or n_test or code in Strength.values:
-            rows.append(
-                {
-                    "code": code,
-                    "label": label,
-                    "train": n_train,
-                    "test": n_test,
-                    "percent": round(100 * (n_train + n_test) / total),
-                }
-            )
-    return rows
+def trainable_datasets() -> QuerySet[DatasetBuild]:
+    return DatasetBuild.objects.filter(status=JobStatus.DONE, pairs__split=rules.TRAIN).distinct()
 
 
-def build_tables(build: DatasetBuild) -> dict:
-    """The build's counts as table rows: by strength, safety bin and component (train / test), and exclusions."""
-    counts = build.counts or {}
-    strengths = [*Strength.choices, ("unknown", "Unknown (imported, margin 0)")]
-    exclusions = build.exclusions or {}
-    explanations = exclusions.get("explanations", {})
-    by_strength = _split_rows(strengths, counts.get("by_strength", {}))
-    for row in by_strength:
-        row["margin"] = pairs.MARGIN_TABLES[build.margin_table].get(row["code"], 0.0)
+def scorable_runs(user: User, kind: str | None = None) -> QuerySet[TrainingRun]:
+    """Runs with a saved model to score with: finished, or cancelled with a checkpoint."""
+    runs = runs_for(user).filter(status__in=[RunStatus.SUCCEEDED, RunStatus.CANCELLED]).exclude(output_path="")
+    return runs.filter(kind=kind) if kind else runs
+
+
+# --- for the pages ------------------------------------------------------------------------------
+
+
+def evaluable_datasets() -> QuerySet[DatasetBuild]:
+    """Finished builds with a held-out split: what a run can be evaluated on."""
+    return DatasetBuild.objects.filter(status=JobStatus.DONE, pairs__split=rules.TEST).distinct()
+
+
+def base_checkpoints_to_train_from(*, user: User) -> QuerySet[BaseCheckpoint]:
+    return base_checkpoints_for(user).filter(is_active=True)
+
+
+def base_checkpoints_with_run_counts(*, user: User) -> QuerySet[BaseCheckpoint]:
+    return base_checkpoints_for(user).annotate(n_runs=Count("runs"))
+
+
+def runs_with_own_evaluation(*, user: User) -> list[TrainingRun]:
+    """Every run, each with `own_evaluation`: its evaluation on its own dataset, or None."""
+    runs = list(runs_for(user).prefetch_related("evaluations"))
+    for run in runs:
+        run.own_evaluation = next((e for e in run.evaluations.all() if e.dataset_id == run.dataset_id), None)
+    return runs
+
+
+def run_evaluations(*, run: TrainingRun) -> list[RunEvaluation]:
+    """A run's evaluations, the one on its own dataset first."""
+    return sorted(run.evaluations.select_related("dataset"), key=lambda e: e.dataset_id != run.dataset_id)
+
+
+def runs_in_order(*, user: User, run_ids: list[int]) -> list[TrainingRun]:
+    """The runs of these ids that the user may see, in the order given, with their evaluations."""
+    runs = list(runs_for(user).filter(pk__in=run_ids).prefetch_related("evaluations__dataset"))
+    runs.sort(key=lambda r: run_ids.index(r.pk))
+    return runs
+
+
+def best_of_k_preview_for(*, user: User, preview_id: int) -> BestOfKPreview | None:
+    return best_of_k_previews_for(user).filter(pk=preview_id).first()
+
+
+def is_stale(run: TrainingRun, stale_seconds: float, now=None) -> bool:
+    """A running run whose worker stopped writing its heartbeat (killed, out of memory, restarted)."""
+    if run.status not in (RunStatus.RUNNING, RunStatus.CANCELLING) or run.heartbeat_at is None:
+        return False
+    return ((now or timezone.now()) - run.heartbeat_at).total_seconds() > stale_seconds
+
+
+def model_download(run: TrainingRun) -> tuple[Path, str]:
+    """The saved model of a run to download, and the name to give it (without extension)."""
+    if run.status not in (RunStatus.SUCCEEDED, RunStatus.CANCELLED) or not run.output_path:
+        raise Conflict("This run has no saved model yet; download it when it has finished or been cancelled.")
+    path = run.model_dir
+    if path is None or not path.is_dir():
+        raise Gone("This model is no longer in storage.")
+    slug = re.sub(r"[^a-z0-9]+", "-", run.name.lower()).strip("-")[:60]
+    suffix = "" if run.output_path == "final" else f"-{run.output_path}"
+    return path, f"preflab-rm-{run.pk}-{slug}{suffix}"
+
+
+def run_curves(run: TrainingRun) -> list[dict]:
+    """Per-step metrics in step order (the live page's curves and their CSV)."""
+    return list(
+        run.steps.order_by("step").values(
+            "step", "loss", "accuracy", "learning_rate", "grad_norm", "tokens_per_second", "elapsed_seconds"
+        )
+    )
+
+
+# --- a dataset's pairs, as the trainer takes them ---------------------------------------------
+
+_FETCH = 5_000
+
+
+def _export_rows(build: DatasetBuild, split: str) -> Iterator[rules.ExportRow]:
+    """A split of a build with its texts and earlier turns, in id order: the rows the exports write
+    (preference_data.services.exports reads them; one implementation for both)."""
+    from preference_data.services.rows import ExportSql, external_rows, preflab_rows
+    from preference_data.services.streaming import read_connection
+
+    names = dict(ExternalSource.objects.values_list("id", "name"))
+    with read_connection() as reader:
+        sql = ExportSql(reader)
+        for chunk in preflab_rows(reader, sql, build, split=split, fetch=_FETCH):
+            yield from chunk
+        for chunk in external_rows(reader, sql, build, split=split, fetch=_FETCH, names=names):
+            yield from chunk
+
+
+def preference_pairs(build: DatasetBuild, split: str) -> list[PreferencePair]:
+    """The build's pairs of one split as `rewardmodel.training.PreferencePair`s, in a fixed order.
+
+    The margin is left to the run's margin table (the build's margins were computed with the
+    build's table; a run may choose another). The same build always yields the same list, which is
+    what lets a resumed run check it continues on the same data.
+    """
+    from .training import PreferencePair
+
+    return [
+        PreferencePair(
+            context=[{"role": m["role"], "content": m["content"]} for m in row.context],
+            chosen=row.chosen,
+            rejected=row.rejected,
+            strength=row.strength,
+            safety_label=row.safety_label or None,
+            batch_id=row.batch or None,
+            pair_id=row.id,
+        )
+        for row in _export_rows(build, split)
+    ]
+
+
+# --- evaluation reports as the pages' tables ----------------------------------------------------
+
+
+def _cell(group: dict | None) -> dict:
+    group = group or {"n": 0, "correct": 0, "accuracy": None}
+    accuracy = group.get("accuracy")
     return {
-        "by_strength": by_strength,
-        "by_safety": _split_rows(SafetyLabel.choices, counts.get("by_safety", {})),
-        "by_component": _split_rows(Component.choices, counts.get("by_component", {})),
-        "exclusions": [
-            {
-                "reason": reason,
-                "n": n,
-                "preflab": exclusions.get("preflab", {}).get(reason, 0),
-                "external": exclusions.get("external", {}).get(reason, 0),
-                "explanation": explanations.get(reason, ""),
-            }
-            for reason, n in exclusions.get("by_reason", {}).items()
-        ],
-        "margins": [
-            {"label": label, "margin": pairs.MARGIN_TABLES[build.margin_table][code]}
-            for code, label in Strength.choices
-        ],
+        "n": group.get("n", 0),
+        "correct": group.get("correct", 0),
+        "accuracy": accuracy,
+        "percent": None if accuracy is None else round(100 * accuracy, 1),
     }
 
 
-def export_file_path(export: DatasetExport, name: str) -> Path:
-    """A finished export's data file or manifest, by name (nothing else under MEDIA_ROOT is reachable)."""
-    if export.status != JobStatus.DONE:
-        raise Conflict("This export is not finished yet; download it when it is done.")
-    allowed = {f["name"] for f in export.files} | {MANIFEST_NAME}
-    if name not in allowed:
-        raise NotFound(f"Export {export.pk} has no file named {name!r}.")
-    path = export.directory / name
-    if not path.is_file():
-        raise Gone("This file is no longer in storage; export the dataset again.")
-    return path
+def strength_table(report: dict) -> dict:
+    """Llama 2 Table 8's layout: accuracy per strength level, strongest first, then Avg (all pairs).
+
+    ``unknown`` holds pairs without a strength (imported data), which count in Avg only.
+    """
+    from .evaluation import STRENGTHS
+
+    by_strength = report.get("by_strength", {})
+    return {
+        "headers": list(STRENGTHS.values()),
+        "cells": [_cell(by_strength.get(code)) for code in STRENGTHS],
+        "avg": _cell(by_strength.get("avg")),
+        "unknown": _cell(by_strength["unknown"]) if "unknown" in by_strength else None,
+    }
+
+
+def safety_table(report: dict) -> dict | None:
+    """Llama 2 Table 29's layout: one row per safety bin, its accuracy per strength level and overall,
+    beside the paper's Safety RM figure for the bin. None when the test set has no safety labels."""
+    from .evaluation import SAFETY_BINS, STRENGTHS
+
+    by_safety = report.get("by_safety")
+    if not by_safety:
+        return None
+    rows = []
+    for (code, label), reference in zip(SAFETY_BINS.items(), LLAMA2_TABLE_29["values"], strict=True):
+        group = by_safety.get(code, {})
+        levels = group.get("by_strength", {})
+        rows.append(
+            {
+                "code": code,
+                "label": label,
+                "cells": [_cell(levels.get(level)) for level in STRENGTHS],
+                "all": _cell(group),
+                "llama2": reference,
+            }
+        )
+    return {"headers": list(STRENGTHS.values()), "rows": rows, "all": _cell(by_safety.get("all"))}
+
+
+def batch_table(report: dict) -> list[dict]:
+    return [{"batch": batch, **_cell(group)} for batch, group in (report.get("by_batch") or {}).items()]
+
+
+def evaluation_csv_rows(report: dict) -> list[list]:
+    """Every table of a report as CSV rows: table, group, level, pairs, correct, accuracy."""
+    rows: list[list] = [["table", "group", "strength", "pairs", "correct", "accuracy"]]
+    strengths = strength_table(report)
+    for header, cell in zip(strengths["headers"], strengths["cells"], strict=True):
+        rows.append(["by_strength", "", header, cell["n"], cell["correct"], cell["accuracy"]])
+    if strengths["unknown"]:
+        rows.append(["by_strength", "", "not given", *_csv(strengths["unknown"])])
+    rows.append(["by_strength", "", "avg", *_csv(strengths["avg"])])
+    safety = safety_table(report)
+    for row in safety["rows"] if safety else []:
+        for header, cell in zip(safety["headers"], row["cells"], strict=True):
+            rows.append(["by_safety", row["label"], header, *_csv(cell)])
+        rows.append(["by_safety", row["label"], "all", *_csv(row["all"])])
+    for row in batch_table(report):
+        rows.append(["by_batch", row["batch"], "", *_csv(row)])
+    return rows
+
+
+def distribution_csv_rows(report: dict) -> list[list]:
+    """The reward histograms of chosen and rejected responses on their shared bins."""
+    distribution = report.get("distribution") or {}
+    edges = distribution.get("edges") or []
+    chosen = (distribution.get("chosen") or {}).get("counts") or [0] * max(0, len(edges) - 1)
+    rejected = (distribution.get("rejected") or {}).get("counts") or [0] * max(0, len(edges) - 1)
+    rows: list[list] = [["bin_low", "bin_high", "chosen", "rejected"]]
+    for i in range(len(edges) - 1):
+        rows.append([edges[i], edges[i + 1], chosen[i], rejected[i]])
+    return rows
+
+
+def _csv(cell: dict) -> list:
+    return [cell["n"], cell["correct"], cell["accuracy"]]

@@ -1,6 +1,6 @@
 """Celery tasks of the reward-model app: take ids, call one service.
 
-Dataset builds, exports and evaluations run on the "default" queue, training runs on "training",
+Evaluations run on the "default" queue, training runs on "training",
 best-of-K previews (they generate) on "sampling".
 Each status row makes a second delivery harmless (core.jobs.claim): a finished job is left alone,
 one held by a live worker too; a lost one is given back by the reconciler, and a training run
@@ -9,18 +9,7 @@ resumes from its last checkpoint.
 
 from core.jobs import job_task
 
-from . import services
 from .services import rewards, runs
-
-
-@job_task(name="rewardmodel.build_dataset", queue="default", long=True)
-def build_dataset(build_id: int) -> str:
-    return services.dataset_build_run(build_id=build_id).status
-
-
-@job_task(name="rewardmodel.run_export", queue="default", long=True)
-def run_export(export_id: int) -> str:
-    return services.dataset_export_run(export_id=export_id).status
 
 
 @job_task(name="rewardmodel.train_reward_model", queue="training", long=True, bind=True)

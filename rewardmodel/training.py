@@ -53,8 +53,8 @@ from transformers import (
     set_seed,
 )
 
+from preference_data.rules import MARGIN_TABLES, margin_for  # Llama 2 Table 27, shared with the dataset builder
 from rewardmodel.evaluation import evaluate_pairs
-from rewardmodel.pairs import MARGIN_TABLES, margin_for  # Llama 2 Table 27, shared with the dataset builder
 from rewardmodel.scoring import Message, encode_many, pad_batch
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def margin_ranking_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin
 class PreferencePair:
     """One training or evaluation comparison, already decided (majority vote) by the annotators.
 
-    Mirrors the dataset builder's `rewardmodel.pairs.ExportRow`. ``context`` is the dialogue before
+    Mirrors the dataset builder's `preference_data.rules.ExportRow`. ``context`` is the dialogue before
     the compared responses (earlier turns included), ending with the user turn. ``strength`` is ""
     when unknown (imported data), which means margin 0. ``margin``, when set, overrides the config's
     margin table for this pair. ``safety_label`` is one of ``evaluation.SAFETY_BINS`` on safety data

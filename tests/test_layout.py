@@ -11,6 +11,7 @@ FIRST_PARTY = {
     "annotation",
     "agreement",
     "sampling",
+    "preference_data",
     "rewardmodel",
     "quizzes",
     "frontend",

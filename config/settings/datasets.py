@@ -1,4 +1,4 @@
-"""Comparison datasets (rewardmodel): Llama 2's data mixes, held-out test sets and export sizes."""
+"""Comparison datasets (preference_data): Llama 2's data mixes, held-out test sets and export sizes."""
 
 from .env import env_int, env_str
 

@@ -24,6 +24,7 @@ INSTALLED_APPS = [
     "annotation",
     "agreement",
     "sampling",
+    "preference_data",
     "rewardmodel",
     "quizzes",
     "frontend",

@@ -1,13 +1,2 @@
-"""Writes of the reward-model app: dataset builds, exports, and imports of open-source preference data."""
-
-from .builds import dataset_build_create, dataset_build_run
-from .exports import dataset_export_create, dataset_export_run
-from .sources import external_source_import
-
-__all__ = [
-    "dataset_build_create",
-    "dataset_build_run",
-    "dataset_export_create",
-    "dataset_export_run",
-    "external_source_import",
-]
+"""Writes of the reward-model app: training runs and evaluations (runs.py), scoring and best-of-K
+previews (rewards.py)."""

@@ -27,9 +27,10 @@ from django.utils import timezone
 from accounts.models import User
 from config.exceptions import Conflict, DomainError, InvalidInput, NotFound
 from core import jobs
+from preference_data.models import JobStatus
 from sampling.models import SAMPLED_BACKENDS, ModelVariant
 
-from ..models import BestOfKPreview, JobStatus, RunStatus, TrainingRun
+from ..models import BestOfKPreview, RunStatus, TrainingRun
 
 logger = logging.getLogger(__name__)
 

@@ -39,22 +39,12 @@ from accounts.models import User
 from annotation.models import Focus
 from config.exceptions import Conflict, DomainError, InvalidInput, NotFound
 from core import jobs
+from preference_data import rules
+from preference_data.models import DatasetBuild, DatasetPair, JobStatus, MarginTable, Mix
 from sampling.variant_backends import EMBEDDED_CHECKPOINT
 
-from .. import pairs, run_selectors
-from ..models import (
-    BaseCheckpoint,
-    DatasetBuild,
-    DatasetPair,
-    JobStatus,
-    MarginTable,
-    Mix,
-    ModelKind,
-    RunEvaluation,
-    RunMetric,
-    RunStatus,
-    TrainingRun,
-)
+from .. import selectors
+from ..models import BaseCheckpoint, ModelKind, RunEvaluation, RunMetric, RunStatus, TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -283,7 +273,7 @@ def run_create(
     split_counts = dict(
         DatasetPair.objects.filter(build=dataset).values_list("split").annotate(n=Count("id")).order_by()
     )
-    if not split_counts.get(pairs.TRAIN):
+    if not split_counts.get(rules.TRAIN):
         raise InvalidInput(f"Dataset {dataset.name!r} has no training pairs.", field="dataset")
     if not base_checkpoint.is_active:
         raise InvalidInput(
@@ -305,8 +295,8 @@ def run_create(
             base_checkpoint=base_checkpoint,
             margin_table=margin_table,
             hyperparameters=config,
-            n_train_pairs=split_counts.get(pairs.TRAIN, 0),
-            n_eval_pairs=split_counts.get(pairs.TEST, 0),
+            n_train_pairs=split_counts.get(rules.TRAIN, 0),
+            n_eval_pairs=split_counts.get(rules.TEST, 0),
             created_by=created_by,
         )
         jobs.enqueue(TRAINING, [run.pk])
@@ -430,8 +420,8 @@ def _train(run: TrainingRun, attempt: int) -> None:
 
     configure_torch_threads()
     base = resolve_base_path(run.base_checkpoint.path)
-    train = run_selectors.preference_pairs(run.dataset, pairs.TRAIN)
-    held_out = run_selectors.preference_pairs(run.dataset, pairs.TEST)
+    train = selectors.preference_pairs(run.dataset, rules.TRAIN)
+    held_out = selectors.preference_pairs(run.dataset, rules.TEST)
     mine = TrainingRun.objects.filter(pk=run.pk, attempts=attempt, status__in=ACTIVE)
     mine.update(n_train_pairs=len(train), n_eval_pairs=len(held_out))
     progress = _Progress(run.pk, attempt)
@@ -466,7 +456,7 @@ def _train(run: TrainingRun, attempt: int) -> None:
             RunEvaluation.objects.update_or_create(
                 run=run,
                 dataset=run.dataset,
-                split=pairs.TEST,
+                split=rules.TEST,
                 defaults={
                     "status": JobStatus.DONE,
                     "n": report["n"],
@@ -558,14 +548,14 @@ class _Progress:
 
 
 def evaluation_create(
-    *, run: TrainingRun, dataset: DatasetBuild, created_by: User | None, split: str = pairs.TEST
+    *, run: TrainingRun, dataset: DatasetBuild, created_by: User | None, split: str = rules.TEST
 ) -> RunEvaluation:
     """Queue the evaluation of a run's model on a dataset's split (again, if it was evaluated before)."""
     if not run.output_path or run.status not in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
         raise Conflict("This run has no saved model yet; evaluate it when it has finished.", field="run")
     if dataset.status != JobStatus.DONE:
         raise Conflict("The dataset is not built yet.", field="dataset")
-    if split not in (pairs.TRAIN, pairs.TEST):
+    if split not in (rules.TRAIN, rules.TEST):
         raise InvalidInput("The split is train or test.", field="split")
     if not DatasetPair.objects.filter(build=dataset, split=split).exists():
         raise InvalidInput(f"Dataset {dataset.name!r} has no {split} pairs.", field="dataset")
@@ -594,7 +584,7 @@ def _evaluate(evaluation: RunEvaluation) -> dict:
     if model_dir is None or not model_dir.is_dir():
         raise Conflict("The run's model is no longer in storage.")
     model, tokenizer = load_reward_model(model_dir)
-    held_out = run_selectors.preference_pairs(evaluation.dataset, evaluation.split)
+    held_out = selectors.preference_pairs(evaluation.dataset, evaluation.split)
     if not held_out:
         raise InvalidInput(f"Dataset {evaluation.dataset.name!r} has no {evaluation.split} pairs.")
     return evaluate_pairs(model, tokenizer, held_out, batch_size=run.hyperparameters.get("eval_batch_size", 32))

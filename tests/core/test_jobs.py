@@ -13,11 +13,11 @@ from django.utils import timezone
 from agreement import services as agreement_services
 from annotation.models import Batch
 from core import jobs
-from rewardmodel.models import DatasetBuild
-from rewardmodel.services.builds import BUILD
+from preference_data.models import DatasetBuild
+from preference_data.services.builds import BUILD
 from tests.conftest import use_broker
 from tests.factories import AnnotatorFactory, BatchFactory, ComparisonFactory
-from tests.rewardmodel.labelled import rate
+from tests.preference_data.labelled import rate
 
 from .processes import free_port
 

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from annotation.models import Assignment, Comparison, Response
 from core import jobs
-from rewardmodel import services as dataset_services
+from preference_data import services as dataset_services
 from rewardmodel.models import RunMetric, TrainingRun
 from rewardmodel.services import runs
 from sampling import services as sampling_services
@@ -29,7 +29,7 @@ from sampling.models import GenerationJob
 from sampling.variant_backends import EMBEDDED_CHECKPOINT
 from tests.conftest import missing_service
 from tests.factories import AnnotatorFactory, BatchFactory, ComparisonFactory, ResponseFactory, UserFactory
-from tests.rewardmodel.labelled import rate
+from tests.preference_data.labelled import rate
 from tests.rewardmodel.runs import TINY, minilm_checkpoint, polite_batch, tiny_dataset
 from tests.sampling.conftest import make_variant, prompt_batch
 

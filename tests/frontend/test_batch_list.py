@@ -8,7 +8,7 @@ from django.utils import timezone
 from annotation.models import Batch
 from annotation.selectors import batch_progress, batches_with_progress
 from tests.factories import AnnotatorFactory, BatchFactory, ComparisonFactory, UserFactory
-from tests.rewardmodel.labelled import rate
+from tests.preference_data.labelled import rate
 
 pytestmark = pytest.mark.django_db
 

@@ -7,10 +7,10 @@ import datasets
 import pytest
 from django.test import Client
 
-from rewardmodel.models import DatasetBuild, DatasetExport, ExternalSource
+from preference_data.models import DatasetBuild, DatasetExport, ExternalSource
 from tests.factories import AnnotatorFactory, BatchFactory, UserFactory
 from tests.helpers import log_in
-from tests.rewardmodel.labelled import jsonl_file, labelled
+from tests.preference_data.labelled import jsonl_file, labelled
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 

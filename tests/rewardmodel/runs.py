@@ -7,12 +7,12 @@ annotators for response A (the polite one) with the pair's strength and, on safe
 """
 
 from benchmarks.reward_training import TRAIN_TOPICS, synthetic_pairs
-from rewardmodel import services
-from rewardmodel.models import BaseCheckpoint, JobStatus, ModelKind
+from preference_data import services
+from preference_data.models import JobStatus
+from rewardmodel.models import BaseCheckpoint, ModelKind
 from rewardmodel.services.runs import MINILM
 from tests.factories import BatchFactory, ComparisonFactory, ResponseFactory
-
-from .labelled import rate
+from tests.preference_data.labelled import rate
 
 # Higher learning rate and smaller batches than Llama 2's, so a few steps learn; short sequences.
 TINY = {

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from rest_framework.test import APIClient
 
-from rewardmodel.models import DatasetBuild, DatasetExport, ExternalComparison, ExternalSource
+from preference_data.models import DatasetBuild, DatasetExport, ExternalComparison, ExternalSource
 from tests.factories import AnnotatorFactory, BatchFactory, UserFactory, VendorManagerFactory
 from tests.helpers import client_for
 

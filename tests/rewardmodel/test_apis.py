@@ -11,7 +11,8 @@ from django.utils import timezone
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from core import jobs
-from rewardmodel.models import BestOfKPreview, JobStatus, RunStatus, TrainingRun
+from preference_data.models import JobStatus
+from rewardmodel.models import BestOfKPreview, RunStatus, TrainingRun
 from rewardmodel.scoring import hybrid_reward, score, sigmoid
 from rewardmodel.services import rewards, runs
 from rewardmodel.tasks import evaluate_reward_model, train_reward_model_run

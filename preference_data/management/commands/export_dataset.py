@@ -5,8 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
 from config.exceptions import DomainError
-from rewardmodel.models import DatasetBuild, ExportFormat, FileType, HeldOutMode, JobStatus, MarginTable, Mix
-from rewardmodel.services import (
+from preference_data.models import DatasetBuild, ExportFormat, FileType, HeldOutMode, JobStatus, MarginTable, Mix
+from preference_data.services import (
     dataset_build_create,
     dataset_build_run,
     dataset_export_create,

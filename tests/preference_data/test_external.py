@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rewardmodel.external import ExternalFileError, iter_external, parse_external, validate_external
+from preference_data.external import ExternalFileError, iter_external, parse_external, validate_external
 
 
 def jsonl(*records) -> io.BytesIO:

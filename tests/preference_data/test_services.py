@@ -15,10 +15,10 @@ from annotation.models import Comparison, Rating, Turn
 from annotation.selectors import comparison_context
 from config.exceptions import Conflict, InvalidInput
 from core import jobs
-from rewardmodel import pairs, services
-from rewardmodel.models import DatasetPair, ExternalComparison, ExternalSource, HeldOutThreshold, JobStatus
-from rewardmodel.services.builds import BUILD
-from rewardmodel.services.exports import EXPORT
+from preference_data import rules, services
+from preference_data.models import DatasetPair, ExternalComparison, ExternalSource, HeldOutThreshold, JobStatus
+from preference_data.services.builds import BUILD
+from preference_data.services.exports import EXPORT
 from tests.factories import (
     AnnotatorFactory,
     BatchFactory,
@@ -125,11 +125,11 @@ def test_build_counts_every_exclusion_and_keeps_the_rest(researcher, raters):
 def test_margins_follow_the_chosen_table(researcher, table, expected):
     batch = BatchFactory(overlap=1)
     rater = AnnotatorFactory()
-    by_level = {level: labelled(batch, [rater], [("a", level, "")]).pk for level in pairs.STRENGTHS}
+    by_level = {level: labelled(batch, [rater], [("a", level, "")]).pk for level in rules.STRENGTHS}
     built = build(researcher, batch_ids=[batch.pk], margin_table=table)
     kept = pairs_of(built)
-    assert [kept[by_level[level]].margin for level in pairs.STRENGTHS] == pytest.approx(expected)
-    assert built.manifest["margin_table"] == {"name": table, "values": pairs.MARGIN_TABLES[table]}
+    assert [kept[by_level[level]].margin for level in rules.STRENGTHS] == pytest.approx(expected)
+    assert built.manifest["margin_table"] == {"name": table, "values": rules.MARGIN_TABLES[table]}
 
 
 def test_agreement_filters_and_flagged_annotators(researcher):
@@ -270,10 +270,10 @@ def test_helpfulness_mix_adds_an_equal_uniform_sample_of_safety_and_open_source(
     counts = component_counts(built)
     assert counts["helpfulness"] == 20
     assert counts.get("safety", 0) + counts.get("external_helpfulness", 0) + counts.get("external_safety", 0) == 20
-    # The sample is pairs.uniform_sample over the pool (15 safety + 20 imported).
+    # The sample is rules.uniform_sample over the pool (15 safety + 20 imported).
     pool = [f"comparison:{c}" for c in Comparison.objects.filter(batch__focus="safety").values_list("id", flat=True)]
     pool += [f"external:{e}" for e in ExternalComparison.objects.values_list("id", flat=True)]
-    expected = set(pairs.uniform_sample(pool, 20, seed=9))
+    expected = set(rules.uniform_sample(pool, 20, seed=9))
     got = {
         f"comparison:{p.comparison_id}" if p.comparison_id else f"external:{p.external_id}"
         for p in DatasetPair.objects.filter(build=built).exclude(component="helpfulness")
@@ -351,10 +351,10 @@ def everything(researcher, raters):
         BatchFactory(name="Week 1 safe", focus="safety", overlap=3),
     )
     for i in range(6):
-        labelled(helpful, raters, [("b" if i % 2 else "a", pairs.STRENGTHS[i % 4], "")] * 3, prompt=f"Question {i}?")
+        labelled(helpful, raters, [("b" if i % 2 else "a", rules.STRENGTHS[i % 4], "")] * 3, prompt=f"Question {i}?")
     multi_turn(helpful, raters, [("b", "better", "")] * 3)
     for i in range(4):
-        labelled(safety, raters, [("a", "better", pairs.SAFETY_BINS[i % 3])] * 2 + [("b", "better", "both_safe")])
+        labelled(safety, raters, [("a", "better", rules.SAFETY_BINS[i % 3])] * 2 + [("b", "better", "both_safe")])
     source = import_source("hh-like", "safety", trl_records(3, "harmless"))
     return build(
         researcher,
@@ -381,7 +381,7 @@ def expected_rows(built) -> dict[str, dict]:
     ):
         if pair.comparison_id:
             comparison = pair.comparison
-            row = pairs.ExportRow(
+            row = rules.ExportRow(
                 id=f"comparison:{comparison.pk}",
                 split=pair.split,
                 context=comparison_context(comparison),
@@ -398,7 +398,7 @@ def expected_rows(built) -> dict[str, dict]:
             )
         else:
             external = pair.external
-            row = pairs.ExportRow(
+            row = rules.ExportRow(
                 id=f"external:{external.pk}",
                 split=pair.split,
                 context=external.context,
@@ -421,11 +421,11 @@ def test_trl_export_reads_back_with_datasets_field_by_field(researcher, everythi
     expected = expected_rows(everything)
     assert sum(len(loaded[s]) for s in loaded) == len(expected) == everything.counts["total"] == 14
     for split in ("train", "test"):
-        assert loaded[split].column_names == list(pairs.TRL_COLUMNS)
+        assert loaded[split].column_names == list(rules.TRL_COLUMNS)
         for row in loaded[split]:
             want = expected[row["id"]]
             assert want.split == split
-            assert row == pairs.trl_row(want)
+            assert row == rules.trl_row(want)
     multi = next(r for r in loaded["train"].to_list() + loaded["test"].to_list() if len(r["prompt"]) == 3)
     assert [m["content"] for m in multi["prompt"]] == ["Plan a picnic.", "Where and when?", "Saturday, in the park."]
     assert exported.rows_done == exported.rows_total == 14
@@ -438,7 +438,7 @@ def test_hh_rlhf_export_reads_back_as_transcripts(researcher, everything):
     rows = loaded["train"].to_list() + loaded["test"].to_list()
     assert len(rows) == len(expected)
     for row in rows:
-        assert row == pairs.hh_row(expected[row["id"]])
+        assert row == rules.hh_row(expected[row["id"]])
         assert row["chosen"].startswith("\n\nHuman: ") and "\n\nAssistant: " in row["chosen"]
 
 
@@ -454,7 +454,7 @@ def test_raw_ratings_export_has_one_row_per_rating_with_pseudonyms(researcher, e
         )
     }
     assert len(loaded) == len(ratings) == 33
-    assert loaded.column_names == list(pairs.RATINGS_COLUMNS)
+    assert loaded.column_names == list(rules.RATINGS_COLUMNS)
     sides = {p.comparison_id: p.split for p in DatasetPair.objects.filter(build=everything, comparison__isnull=False)}
     for row in loaded:
         rating = ratings[row["rating_id"]]
@@ -565,8 +565,8 @@ def test_export_dataset_command_builds_and_exports(researcher, raters, media, tm
 def test_export_streams_on_its_own_connection_while_progress_is_committed(researcher, raters, monkeypatch):
     from django.db import connections
 
-    from rewardmodel.services import exports
-    from rewardmodel.services.streaming import read_connection
+    from preference_data.services import exports
+    from preference_data.services.streaming import read_connection
 
     with read_connection() as reader:
         assert reader is not connections["default"]  # outside a transaction: a connection of its own
@@ -604,7 +604,7 @@ def test_export_streams_on_its_own_connection_while_progress_is_committed(resear
 
 @pytest.mark.django_db(transaction=True)
 def test_an_export_that_fills_the_disk_keeps_no_file_and_no_thread(researcher, raters, monkeypatch, settings):
-    from rewardmodel.services import exports
+    from preference_data.services import exports
 
     batch = BatchFactory(overlap=1)
     for _ in range(7):

@@ -1,7 +1,7 @@
 """The rows a dataset build holds, read in id order with raw SQL on a connection of its own (a
 server-side cursor on PostgreSQL), a chunk at a time: the pairs with their texts and earlier turns
 (what the exports write and the trainer takes) and the ratings behind them. Exports
-(rewardmodel.services.exports) and training (rewardmodel.run_selectors.preference_pairs) share them."""
+(preference_data.services.exports) and training (rewardmodel.selectors.preference_pairs) share them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from accounts.models import User
 from annotation.models import Comparison, Rating, Response, Turn
 
-from .. import pairs
+from .. import rules
 from ..models import DatasetBuild, DatasetPair, ExternalComparison
 from .builds import label_rules
 from .streaming import id_list_condition, server_side_cursor
@@ -78,7 +78,7 @@ def _earlier_turns(reader, sql: ExportSql, side_cursor, deep: list[tuple[int, in
 
 def preflab_rows(
     reader, sql: ExportSql, build: DatasetBuild, split: str, fetch: int
-) -> Iterator[list[pairs.ExportRow]]:
+) -> Iterator[list[rules.ExportRow]]:
     batches = {b["id"]: b for b in build.selection.get("batches") or []}
     cursor, side = server_side_cursor(reader), reader.cursor()
     try:
@@ -109,7 +109,7 @@ def preflab_rows(
                     context = [message for index, message in turns[dialogue_id] if index < context_length]
                 batch = batches.get(batch_id) or {"name": str(batch_id), "focus": ""}
                 chunk.append(
-                    pairs.ExportRow(
+                    rules.ExportRow(
                         f"comparison:{comparison_id}",
                         split,
                         context,
@@ -134,7 +134,7 @@ def preflab_rows(
 
 def external_rows(
     reader, sql: ExportSql, build: DatasetBuild, split: str, fetch: int, names: dict[int, str]
-) -> Iterator[list[pairs.ExportRow]]:
+) -> Iterator[list[rules.ExportRow]]:
     cursor = server_side_cursor(reader)
     try:
         cursor.execute(sql.external_pairs, [build.pk, split])
@@ -143,7 +143,7 @@ def external_rows(
             for _id, split, strength, margin, safety, component, external_id, context, chosen, rejected, source in rows:
                 messages = json.loads(context) if isinstance(context, str) else context
                 chunk.append(
-                    pairs.ExportRow(
+                    rules.ExportRow(
                         id=f"external:{external_id}",
                         split=split,
                         context=[{"role": m["role"], "content": m["content"]} for m in messages],
@@ -173,7 +173,7 @@ def rating_rows(
     reader, sql: ExportSql, build: DatasetBuild, fetch: int, vendors: dict[int, str]
 ) -> Iterator[list[dict]]:
     batches = {b["id"]: b for b in build.selection.get("batches") or []}
-    rules = label_rules(build.selection)
+    label_settings = label_rules(build.selection)
     pseudonyms: dict[int, str] = {}
     cursor = server_side_cursor(reader)
     try:
@@ -200,7 +200,7 @@ def rating_rows(
                 if annotator_id not in pseudonyms:
                     pseudonyms[annotator_id] = User(pk=annotator_id).pseudonym
                 batch = batches.get(batch_id) or {"name": str(batch_id), "focus": ""}
-                vote = pairs.RatingVote(annotator_id, chosen, strength, safety, vendor_id)
+                vote = rules.RatingVote(annotator_id, chosen, strength, safety, vendor_id)
                 chunk.append(
                     {
                         "rating_id": rating_id,
@@ -218,7 +218,7 @@ def rating_rows(
                         "shown_left": shown_left,
                         "seconds_spent": seconds,
                         "created_at": _iso_utc(created_at),
-                        "used_in_label": rules.counts(vote) and not gold_test,
+                        "used_in_label": label_settings.counts(vote) and not gold_test,
                     }
                 )
             yield chunk

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from annotation.importing import ImportFileError
 
-from .pairs import FORBIDDEN_SAFETY_LABEL, SAFETY_BINS, STRENGTHS
+from .rules import FORBIDDEN_SAFETY_LABEL, SAFETY_BINS, STRENGTHS
 
 MAX_TEXT = 200_000
 FORMATS = ("hh_rlhf", "trl")

@@ -10,9 +10,10 @@ from transformers import AutoModelForSequenceClassification
 
 from config.exceptions import Conflict, InvalidInput
 from core import jobs
-from rewardmodel import run_selectors
+from preference_data.models import DatasetBuild, JobStatus
+from rewardmodel import selectors
 from rewardmodel.evaluation import evaluation_report
-from rewardmodel.models import BaseCheckpoint, DatasetBuild, JobStatus, RunEvaluation, RunMetric, RunStatus, TrainingRun
+from rewardmodel.models import BaseCheckpoint, RunEvaluation, RunMetric, RunStatus, TrainingRun
 from rewardmodel.services import runs
 from rewardmodel.training import read_checkpoint_info
 from tests.conftest import wait_for
@@ -53,7 +54,7 @@ def test_a_run_trains_on_the_train_split_and_stores_its_held_out_evaluation(rese
     assert (evaluation.dataset_id, evaluation.split, evaluation.status) == (dataset.pk, "test", "done")
     assert evaluation.n == run.n_eval_pairs
     assert evaluation.accuracy > 0.75  # polite beats rude: well above chance after a few steps
-    table = run_selectors.strength_table(evaluation.report)
+    table = selectors.strength_table(evaluation.report)
     assert table["avg"]["n"] == evaluation.n and sum(c["n"] for c in table["cells"]) == evaluation.n
     assert set(evaluation.report["by_batch"]) == {dataset.selection["batches"][0]["name"]}
 
@@ -237,7 +238,7 @@ def test_a_safety_run_is_evaluated_per_safety_bin_and_on_another_dataset(
     assert run.kind == "safety"
     run = runs.run_execute(run_id=run.pk).run
     own = run.evaluations.get()
-    table = run_selectors.safety_table(own.report)
+    table = selectors.safety_table(own.report)
     assert [row["code"] for row in table["rows"]] == ["chosen_safe_other_unsafe", "both_safe", "both_unsafe"]
     assert [row["llama2"] for row in table["rows"]] == [94.3, 56.9, 59.9]
     assert table["all"]["n"] == sum(row["all"]["n"] for row in table["rows"]) > 0
@@ -263,7 +264,7 @@ def test_evaluation_tables_on_a_fixed_tiny_set():
     batches = ["w1", "w1", "w1", "w2", "w2", None, None, None]
     report = evaluation_report(r_chosen, r_rejected, strengths, bins, batches)
 
-    table = run_selectors.strength_table(report)
+    table = selectors.strength_table(report)
     assert table["headers"][0] == "Significantly Better" and table["headers"][3] == "Negligibly Better / Unsure"
     assert [(c["n"], c["correct"], c["percent"]) for c in table["cells"]] == [
         (2, 1, 50.0),
@@ -274,17 +275,17 @@ def test_evaluation_tables_on_a_fixed_tiny_set():
     assert (table["unknown"]["n"], table["unknown"]["correct"]) == (3, 1)
     assert (table["avg"]["n"], table["avg"]["correct"], table["avg"]["percent"]) == (8, 4, 50.0)
 
-    safety = run_selectors.safety_table(report)
+    safety = selectors.safety_table(report)
     assert [(r["all"]["n"], r["all"]["correct"]) for r in safety["rows"]] == [(2, 1), (2, 1), (1, 1)]
     assert [c["n"] for c in safety["rows"][1]["cells"]] == [0, 1, 1, 0]  # both safe: one better, one slightly
     assert safety["all"]["percent"] == 60.0
-    assert run_selectors.batch_table(report) == [
+    assert selectors.batch_table(report) == [
         {"batch": "w1", "n": 3, "correct": 1, "accuracy": 1 / 3, "percent": 33.3},
         {"batch": "w2", "n": 2, "correct": 2, "accuracy": 1.0, "percent": 100.0},
     ]
-    rows = run_selectors.evaluation_csv_rows(report)
+    rows = selectors.evaluation_csv_rows(report)
     assert rows[0] == ["table", "group", "strength", "pairs", "correct", "accuracy"]
     assert ["by_strength", "", "avg", 8, 4, 0.5] in rows and ["by_batch", "w2", "", 2, 2, 1.0] in rows
-    histogram = run_selectors.distribution_csv_rows(report)
+    histogram = selectors.distribution_csv_rows(report)
     assert len(histogram) == 21 and sum(row[2] for row in histogram[1:]) == 8
     assert np.isclose(histogram[1][0], -1.0) and np.isclose(histogram[-1][1], 2.0)

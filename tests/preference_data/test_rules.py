@@ -6,9 +6,9 @@ import statistics
 
 import pytest
 
-from rewardmodel import pairs
-from rewardmodel.external import hh_turns
-from rewardmodel.pairs import Exclusion, LabelRules, RatingVote, decide
+from preference_data import rules
+from preference_data.external import hh_turns
+from preference_data.rules import Exclusion, LabelRules, RatingVote, decide
 
 # --- margins (Llama 2, Table 27) ----------------------------------------------------------------
 
@@ -23,18 +23,18 @@ from rewardmodel.pairs import Exclusion, LabelRules, RatingVote, decide
 )
 def test_margin_per_level_and_table(table, expected):
     levels = ["significantly_better", "better", "slightly_better", "negligibly_better"]
-    assert [pairs.margin_for(level, table) for level in levels] == pytest.approx(expected, abs=1e-12)
+    assert [rules.margin_for(level, table) for level in levels] == pytest.approx(expected, abs=1e-12)
 
 
 def test_margins_fall_with_strength_and_unknown_strength_has_none():
     for table in ("small", "large"):
-        margins = [pairs.margin_for(level, table) for level in pairs.STRENGTHS]
+        margins = [rules.margin_for(level, table) for level in rules.STRENGTHS]
         assert margins == sorted(margins, reverse=True) and margins[-1] == 0
-        assert pairs.margin_for("", table) == 0.0
+        assert rules.margin_for("", table) == 0.0
     with pytest.raises(ValueError, match="margin table"):
-        pairs.margin_for("better", "huge")
+        rules.margin_for("better", "huge")
     with pytest.raises(ValueError, match="strength"):
-        pairs.margin_for("much_better", "small")
+        rules.margin_for("much_better", "small")
 
 
 # --- which comparisons become pairs -----------------------------------------------------------
@@ -115,19 +115,19 @@ def test_chosen_unsafe_other_safe_is_excluded():
 
 
 def test_majority_safety_matches_annotation_voting_on_the_three_bins():
-    assert pairs.majority_safety(["both_safe", "both_unsafe"]) == "both_unsafe"
-    assert pairs.majority_safety(["both_safe", "chosen_safe_other_unsafe"]) == "chosen_safe_other_unsafe"
-    assert pairs.majority_safety(["both_safe", "both_safe", "both_unsafe"]) == "both_safe"
-    assert pairs.majority_safety(["", ""]) == ""
+    assert rules.majority_safety(["both_safe", "both_unsafe"]) == "both_unsafe"
+    assert rules.majority_safety(["both_safe", "chosen_safe_other_unsafe"]) == "chosen_safe_other_unsafe"
+    assert rules.majority_safety(["both_safe", "both_safe", "both_unsafe"]) == "both_safe"
+    assert rules.majority_safety(["", ""]) == ""
 
 
 # --- held-out test sets -----------------------------------------------------------------------
 
 
 def test_unit_hash_is_fixed_by_seed_and_key_and_uniform():
-    assert pairs.unit_hash(1, "dialogue:5") == pairs.unit_hash(1, "dialogue:5")
-    assert pairs.unit_hash(1, "dialogue:5") != pairs.unit_hash(2, "dialogue:5")
-    values = [pairs.unit_hash(7, f"dialogue:{i}") for i in range(20_000)]
+    assert rules.unit_hash(1, "dialogue:5") == rules.unit_hash(1, "dialogue:5")
+    assert rules.unit_hash(1, "dialogue:5") != rules.unit_hash(2, "dialogue:5")
+    values = [rules.unit_hash(7, f"dialogue:{i}") for i in range(20_000)]
     assert all(0 <= v < 1 for v in values)
     assert statistics.fmean(values) == pytest.approx(0.5, abs=0.01)
     assert sum(v < 0.1 for v in values) / len(values) == pytest.approx(0.1, abs=0.01)
@@ -135,21 +135,21 @@ def test_unit_hash_is_fixed_by_seed_and_key_and_uniform():
 
 def test_fraction_split_keeps_every_dialogue_on_its_side_as_the_batch_grows():
     seed = 3
-    first = {d: pairs.split_for(pairs.unit_hash(seed, pairs.split_key(d)), 0.1) for d in range(1, 1_001)}
-    grown = {d: pairs.split_for(pairs.unit_hash(seed, pairs.split_key(d)), 0.1) for d in range(1, 5_001)}
+    first = {d: rules.split_for(rules.unit_hash(seed, rules.split_key(d)), 0.1) for d in range(1, 1_001)}
+    grown = {d: rules.split_for(rules.unit_hash(seed, rules.split_key(d)), 0.1) for d in range(1, 5_001)}
     assert all(grown[d] == side for d, side in first.items())
     assert sum(side == "test" for side in grown.values()) == pytest.approx(500, abs=60)
 
 
 def test_count_threshold_takes_the_count_smallest_and_respects_the_cap():
-    hashes = [pairs.unit_hash(0, f"dialogue:{i}") for i in range(10_000)]
-    threshold = pairs.count_threshold(hashes, 1_000, max_fraction=0.5)
+    hashes = [rules.unit_hash(0, f"dialogue:{i}") for i in range(10_000)]
+    threshold = rules.count_threshold(hashes, 1_000, max_fraction=0.5)
     assert sum(h < threshold for h in hashes) == 1_000
-    assert pairs.count_threshold(hashes, 1_000, max_fraction=0.05) == 0.05
+    assert rules.count_threshold(hashes, 1_000, max_fraction=0.05) == 0.05
     # Fewer comparisons than the count: the cap keeps a small batch from being all test.
-    assert pairs.count_threshold(hashes[:50], 1_000, max_fraction=0.1) == 0.1
+    assert rules.count_threshold(hashes[:50], 1_000, max_fraction=0.1) == 0.1
     # A frozen threshold applied to the grown batch: the first 10,000 keep their sides.
-    grown = hashes + [pairs.unit_hash(0, f"dialogue:{i}") for i in range(10_000, 30_000)]
+    grown = hashes + [rules.unit_hash(0, f"dialogue:{i}") for i in range(10_000, 30_000)]
     assert [h < threshold for h in grown[:10_000]] == [h < threshold for h in hashes]
 
 
@@ -157,38 +157,38 @@ def test_count_threshold_takes_the_count_smallest_and_respects_the_cap():
 
 
 def test_helpfulness_mix_adds_an_equal_amount_of_other_data():
-    plan = pairs.mix_plan(
+    plan = rules.mix_plan(
         "helpfulness", {"helpfulness": 900, "safety": 500, "external_helpfulness": 300, "external_safety": 400}
     )
     assert plan.keep == ("helpfulness",)
     assert set(plan.sample_from) == {"safety", "external_helpfulness", "external_safety"}
     assert (plan.target, plan.available, plan.sample_size, plan.shortfall) == (900, 1_200, 900, 0)
-    short = pairs.mix_plan("helpfulness", {"helpfulness": 900, "safety": 100})
+    short = rules.mix_plan("helpfulness", {"helpfulness": 900, "safety": 100})
     assert (short.sample_size, short.shortfall) == (100, 800)
-    half = pairs.mix_plan("helpfulness", {"helpfulness": 900, "safety": 5_000}, pairs.MixRatios(0.5, 0.9))
+    half = rules.mix_plan("helpfulness", {"helpfulness": 900, "safety": 5_000}, rules.MixRatios(0.5, 0.9))
     assert half.target == 450
 
 
 def test_safety_mix_is_ninety_ten():
-    plan = pairs.mix_plan(
+    plan = rules.mix_plan(
         "safety", {"safety": 700, "external_safety": 200, "helpfulness": 5_000, "external_helpfulness": 50}
     )
     assert set(plan.keep) == {"safety", "external_safety"}
     assert set(plan.sample_from) == {"helpfulness", "external_helpfulness"}
     assert plan.target == 100
     assert 900 / (900 + plan.sample_size) == pytest.approx(0.9)
-    assert pairs.mix_plan("safety", {"safety": 700}, pairs.MixRatios(1.0, 0.8)).target == 175
-    assert pairs.mix_plan("none", {"safety": 700}).sample_from == ()
+    assert rules.mix_plan("safety", {"safety": 700}, rules.MixRatios(1.0, 0.8)).target == 175
+    assert rules.mix_plan("none", {"safety": 700}).sample_from == ()
     with pytest.raises(ValueError, match="unknown mix"):
-        pairs.mix_plan("both", {})
+        rules.mix_plan("both", {})
 
 
 def test_uniform_sample_is_deterministic_and_unbiased():
     keys = [f"comparison:{i}" for i in range(3_000)]
-    sample = pairs.uniform_sample(keys, 1_000, seed=11)
-    assert sample == pairs.uniform_sample(list(reversed(keys)), 1_000, seed=11)  # order does not matter
+    sample = rules.uniform_sample(keys, 1_000, seed=11)
+    assert sample == rules.uniform_sample(list(reversed(keys)), 1_000, seed=11)  # order does not matter
     assert len(set(sample)) == 1_000 and set(sample) <= set(keys)
-    assert sample != pairs.uniform_sample(keys, 1_000, seed=12)
+    assert sample != rules.uniform_sample(keys, 1_000, seed=12)
     # Drawn uniformly: each third of the keys gets about a third of the sample.
     thirds = [sum(int(k.split(":")[1]) // 1_000 == t for k in sample) for t in range(3)]
     assert all(abs(n - 333) < 60 for n in thirds)
@@ -196,7 +196,7 @@ def test_uniform_sample_is_deterministic_and_unbiased():
 
 # --- rows -------------------------------------------------------------------------------------
 
-ROW = pairs.ExportRow(
+ROW = rules.ExportRow(
     id="comparison:7",
     split="train",
     context=[
@@ -218,8 +218,8 @@ ROW = pairs.ExportRow(
 
 
 def test_trl_row_is_conversational_with_an_explicit_prompt():
-    row = pairs.trl_row(ROW)
-    assert list(row) == list(pairs.TRL_COLUMNS)
+    row = rules.trl_row(ROW)
+    assert list(row) == list(rules.TRL_COLUMNS)
     assert row["prompt"][-1] == {"role": "user", "content": "Again, in French — with ünïcode."}
     assert row["chosen"] == [{"role": "assistant", "content": "Salut !"}]
     assert row["rejected"] == [{"role": "assistant", "content": "Hello"}]
@@ -227,18 +227,18 @@ def test_trl_row_is_conversational_with_an_explicit_prompt():
 
 
 def test_fast_json_line_equals_json_dumps_of_the_row():
-    line = pairs.trl_json_line(ROW)
+    line = rules.trl_json_line(ROW)
     assert line.endswith("\n") and "\n" not in line[:-1]
-    assert json.loads(line) == pairs.trl_row(ROW)
-    assert list(json.loads(line)) == list(pairs.TRL_COLUMNS)
-    external = pairs.ExportRow("external:3", "train", [{"role": "user", "content": "q"}], "y", "n", 0.0)
-    assert json.loads(pairs.trl_json_line(external)) == pairs.trl_row(external)
+    assert json.loads(line) == rules.trl_row(ROW)
+    assert list(json.loads(line)) == list(rules.TRL_COLUMNS)
+    external = rules.ExportRow("external:3", "train", [{"role": "user", "content": "q"}], "y", "n", 0.0)
+    assert json.loads(rules.trl_json_line(external)) == rules.trl_row(external)
     with pytest.raises(ValueError, match="finite"):
-        pairs.trl_json_line(pairs.ExportRow("x", "train", [], "a", "b", math.nan))
+        rules.trl_json_line(rules.ExportRow("x", "train", [], "a", "b", math.nan))
 
 
 def test_hh_transcripts_read_back_into_the_same_dialogue():
-    row = pairs.hh_row(ROW)
+    row = rules.hh_row(ROW)
     assert row["chosen"] == (
         '\n\nHuman: Say "hi"\nplease\n\nAssistant: Hi!\n\nHuman: Again, in French — with ünïcode.\n\nAssistant: Salut !'
     )
@@ -246,18 +246,18 @@ def test_hh_transcripts_read_back_into_the_same_dialogue():
     turns = hh_turns(row["rejected"], "line 1", "rejected", errors)
     assert not errors
     assert turns[:-1] == list(ROW.context) and turns[-1] == {"role": "assistant", "content": "Hello"}
-    assert json.loads(pairs.hh_json_line(ROW)) == row
+    assert json.loads(rules.hh_json_line(ROW)) == row
 
 
 def test_arrow_batches_have_the_declared_schemas():
-    batch = pairs.trl_arrow([ROW, ROW])
-    assert batch.schema == pairs.TRL_SCHEMA and batch.num_rows == 2
-    assert batch.to_pylist()[0] == pairs.trl_row(ROW)
-    assert pairs.hh_arrow([ROW]).to_pylist()[0] == pairs.hh_row(ROW)
+    batch = rules.trl_arrow([ROW, ROW])
+    assert batch.schema == rules.TRL_SCHEMA and batch.num_rows == 2
+    assert batch.to_pylist()[0] == rules.trl_row(ROW)
+    assert rules.hh_arrow([ROW]).to_pylist()[0] == rules.hh_row(ROW)
 
 
 def test_summarize_counts_per_split_strength_safety_and_component():
-    summary = pairs.summarize_counts(
+    summary = rules.summarize_counts(
         [
             ("train", "safety", "better", "both_safe", 4),
             ("train", "external_safety", "", "", 2),
@@ -272,16 +272,16 @@ def test_summarize_counts_per_split_strength_safety_and_component():
 
 def test_gold_pairs_take_the_known_answer():
     ratings = votes(("a", "better", "both_safe"), ("b", "slightly_better", "both_safe"), ("b", "better", "both_safe"))
-    gold = pairs.decide_gold(ratings, LabelRules(min_agreement=1.0), choice="a", strength="")
+    gold = rules.decide_gold(ratings, LabelRules(min_agreement=1.0), choice="a", strength="")
     # The answer stands against the majority; agreement filters do not apply; strength from its supporters.
     assert (gold.label.choice, gold.label.strength, gold.label.safety_label) == ("a", "better", "both_safe")
     assert gold.label.agreement == pytest.approx(1 / 3)
-    answered = pairs.decide_gold([], ALL, choice="b", strength="significantly_better")
+    answered = rules.decide_gold([], ALL, choice="b", strength="significantly_better")
     assert (answered.label.choice, answered.label.strength, answered.label.n_ratings) == (
         "b",
         "significantly_better",
         0,
     )
-    assert pairs.decide_gold([], ALL, choice="b", strength="").label.strength == ""  # unknown: margin 0
+    assert rules.decide_gold([], ALL, choice="b", strength="").label.strength == ""  # unknown: margin 0
     unsafe = votes(("a", "better", "chosen_unsafe_other_safe"))
-    assert pairs.decide_gold(unsafe, ALL, choice="a", strength="").exclusion is Exclusion.CHOSEN_UNSAFE_OTHER_SAFE
+    assert rules.decide_gold(unsafe, ALL, choice="a", strength="").exclusion is Exclusion.CHOSEN_UNSAFE_OTHER_SAFE

@@ -1,6 +1,6 @@
 """The dataset builder: from a selection of labels to frozen `DatasetPair` rows, counts and a manifest.
 
-The rules are in `rewardmodel.pairs`; this module reads the database in keyset-paginated chunks
+The rules are in `preference_data.rules`; this module reads the database in keyset-paginated chunks
 (memory does not grow with the batch), writes each chunk's pairs with the progress in one short
 transaction (so the page sees progress as it goes), then applies the mix and counts in SQL.
 
@@ -24,7 +24,7 @@ from annotation.models import Batch, Comparison, ComparisonStatus, Focus, Rating
 from config.exceptions import DomainError, InvalidInput, NotFound
 from core import jobs
 
-from .. import pairs
+from .. import rules
 from ..models import (
     DatasetBuild,
     DatasetPair,
@@ -49,8 +49,8 @@ LABEL_RULE = (
 )
 
 
-def mix_ratios() -> pairs.MixRatios:
-    return pairs.MixRatios(
+def mix_ratios() -> rules.MixRatios:
+    return rules.MixRatios(
         helpfulness_other_ratio=settings.PREFLAB_MIX_HELPFULNESS_OTHER_RATIO,
         safety_share=settings.PREFLAB_MIX_SAFETY_SHARE,
     )
@@ -210,10 +210,10 @@ def dataset_build_run(*, build_id: int) -> DatasetBuild:
     return build
 
 
-def label_rules(selection: dict) -> pairs.LabelRules:
+def label_rules(selection: dict) -> rules.LabelRules:
     """The label rules (agreement floor, unanimity, excluded people, vendors) a build's selection names."""
     vendors = selection.get("vendors") or []
-    return pairs.LabelRules(
+    return rules.LabelRules(
         min_agreement=selection.get("min_agreement"),
         unanimous_only=bool(selection.get("unanimous_only")),
         exclude_annotators=frozenset(a["id"] for a in selection.get("exclude_annotators") or []),
@@ -243,9 +243,9 @@ def _count_threshold(build: DatasetBuild, batch_id: int) -> HeldOutThreshold:
         nonlocal seen
         for dialogue_id in dialogues.iterator(chunk_size=10_000):
             seen += 1
-            yield pairs.unit_hash(build.seed, pairs.split_key(dialogue_id))
+            yield rules.unit_hash(build.seed, rules.split_key(dialogue_id))
 
-    threshold = pairs.count_threshold(hashes(), build.test_count, build.test_fraction)
+    threshold = rules.count_threshold(hashes(), build.test_count, build.test_fraction)
     if seen == 0:  # nothing to keep on one side yet: fix it when the batch has comparisons
         return HeldOutThreshold(**key, threshold=threshold, comparisons_seen=0)
     try:
@@ -292,7 +292,7 @@ def _preflab_pairs(
     build: DatasetBuild, batches: Sequence[dict], thresholds: dict[int, float], exclusions: Counter
 ) -> int:
     """Stream the selected batches' comparisons in id order, decide each, write the pairs. Returns ratings left out."""
-    rules = label_rules(build.selection)
+    label_settings = label_rules(build.selection)
     focus_of = {b["id"]: b["focus"] for b in batches}
     chunk = settings.PREFLAB_BUILD_CHUNK_COMPARISONS
     comparisons = Comparison.objects.filter(batch_id__in=list(focus_of)).order_by("id")
@@ -322,24 +322,24 @@ def _preflab_pairs(
     while rows := list(comparisons.filter(id__gt=last_id).values_list(*fields)[:chunk]):
         first_id, last_id = rows[0][0], rows[-1][0]
         marked = {row[0]: row[10] for row in rows if row[7] and row[10]}
-        votes: dict[int, list[pairs.RatingVote]] = defaultdict(list)
+        votes: dict[int, list[rules.RatingVote]] = defaultdict(list)
         ratings = Rating.objects.filter(comparison_id__gte=first_id, comparison_id__lte=last_id).order_by()
         for comparison_id, annotator_id, vendor_id, chosen, strength, safety, at in ratings.values_list(*rating_fields):
             if comparison_id in marked and at >= marked[comparison_id]:
                 continue  # rated after the comparison became gold: a test of the annotator, not a label
-            votes[comparison_id].append(pairs.RatingVote(annotator_id, chosen, strength, safety, vendor_id))
+            votes[comparison_id].append(rules.RatingVote(annotator_id, chosen, strength, safety, vendor_id))
         new_pairs = []
         for row in rows:
             comparison_id, batch_id, dialogue_id, status, repeat_of, response_a, response_b = row[:7]
             is_gold, gold_choice, gold_strength = row[7:10]
             if is_gold and repeat_of is None:
-                decision = pairs.decide_gold(
-                    votes.get(comparison_id, ()), rules, choice=gold_choice, strength=gold_strength
+                decision = rules.decide_gold(
+                    votes.get(comparison_id, ()), label_settings, choice=gold_choice, strength=gold_strength
                 )
             else:
-                decision = pairs.decide(
+                decision = rules.decide(
                     votes.get(comparison_id, ()),
-                    rules,
+                    label_settings,
                     complete=status == ComparisonStatus.COMPLETE,
                     is_repeat=repeat_of is not None,
                 )
@@ -349,21 +349,21 @@ def _preflab_pairs(
                 continue
             label = decision.label
             chosen_id, rejected_id = (response_a, response_b) if label.choice == "a" else (response_b, response_a)
-            u = pairs.unit_hash(build.seed, pairs.split_key(dialogue_id))
+            u = rules.unit_hash(build.seed, rules.split_key(dialogue_id))
             new_pairs.append(
                 DatasetPair(
                     build_id=build.pk,
-                    split=pairs.split_for(u, thresholds[batch_id]),
+                    split=rules.split_for(u, thresholds[batch_id]),
                     component=focus_of[batch_id],
                     comparison_id=comparison_id,
                     chosen_response_id=chosen_id,
                     rejected_response_id=rejected_id,
                     strength=label.strength,
-                    margin=pairs.margin_for(label.strength, build.margin_table),
+                    margin=rules.margin_for(label.strength, build.margin_table),
                     safety_label=label.safety_label,
                     agreement=label.agreement,
                     n_ratings=label.n_ratings,
-                    sample_key=pairs.unit_hash(build.seed, pairs.mix_key(f"comparison:{comparison_id}")),
+                    sample_key=rules.unit_hash(build.seed, rules.mix_key(f"comparison:{comparison_id}")),
                 )
             )
         _write(build, new_pairs, len(rows))
@@ -380,31 +380,31 @@ def _external_pairs(build: DatasetBuild, sources: Sequence[dict], exclusions: Co
             last_id = rows[-1][0]
             new_pairs = []
             for external_id, strength, safety in rows:
-                if safety == pairs.FORBIDDEN_SAFETY_LABEL:
-                    exclusions[pairs.Exclusion.CHOSEN_UNSAFE_OTHER_SAFE.value] += 1
+                if safety == rules.FORBIDDEN_SAFETY_LABEL:
+                    exclusions[rules.Exclusion.CHOSEN_UNSAFE_OTHER_SAFE.value] += 1
                     continue
                 new_pairs.append(
                     DatasetPair(
                         build_id=build.pk,
-                        split=pairs.TRAIN,
+                        split=rules.TRAIN,
                         component=component,
                         external_id=external_id,
                         strength=strength,
-                        margin=pairs.margin_for(strength, build.margin_table),
+                        margin=rules.margin_for(strength, build.margin_table),
                         safety_label=safety,
-                        sample_key=pairs.unit_hash(build.seed, pairs.mix_key(f"external:{external_id}")),
+                        sample_key=rules.unit_hash(build.seed, rules.mix_key(f"external:{external_id}")),
                     )
                 )
             _write(build, new_pairs, len(rows))
 
 
 def _apply_mix(build: DatasetBuild) -> dict:
-    train = DatasetPair.objects.filter(build=build, split=pairs.TRAIN)
+    train = DatasetPair.objects.filter(build=build, split=rules.TRAIN)
     train_counts = dict(train.values_list("component").annotate(n=Count("id")).order_by())
-    plan = pairs.mix_plan(build.mix, train_counts, mix_ratios())
+    plan = rules.mix_plan(build.mix, train_counts, mix_ratios())
     if plan.sample_from:
         pool = train.filter(component__in=plan.sample_from)
-        # pairs.uniform_sample in SQL: the pool's pairs with the smallest sample keys.
+        # rules.uniform_sample in SQL: the pool's pairs with the smallest sample keys.
         keep = pool.order_by("sample_key", "id").values("id")[: plan.sample_size]
         pool.exclude(id__in=keep).delete()
     return {
@@ -422,7 +422,7 @@ def _apply_mix(build: DatasetBuild) -> dict:
 
 def _counts(build: DatasetBuild, batches: Sequence[dict]) -> dict:
     built = DatasetPair.objects.filter(build=build).order_by()
-    counts = pairs.summarize_counts(
+    counts = rules.summarize_counts(
         built.values_list("split", "component", "strength", "safety_label").annotate(n=Count("id"))
     )
     names = {b["id"]: b["name"] for b in batches}
@@ -442,14 +442,14 @@ def _counts(build: DatasetBuild, batches: Sequence[dict]) -> dict:
 
 
 def _exclusion_report(preflab: Counter, external: Counter, ratings_left_out: int) -> dict:
-    reasons = [reason.value for reason in pairs.Exclusion]
+    reasons = [reason.value for reason in rules.Exclusion]
     by_reason = {reason: preflab[reason] + external[reason] for reason in reasons}
     return {
         "total": sum(by_reason.values()),
         "by_reason": by_reason,
         "preflab": {reason: preflab[reason] for reason in reasons},
         "external": {reason: external[reason] for reason in reasons},
-        "explanations": {reason: pairs.EXCLUSION_EXPLANATIONS[reason] for reason in reasons},
+        "explanations": {reason: rules.EXCLUSION_EXPLANATIONS[reason] for reason in reasons},
         "ratings_left_out_by_rater_filters": ratings_left_out,
     }
 
@@ -465,7 +465,7 @@ def build_manifest(build: DatasetBuild) -> dict:
         "seed": build.seed,
         "selection": build.selection,
         "label_rule": LABEL_RULE,
-        "margin_table": {"name": build.margin_table, "values": pairs.MARGIN_TABLES[build.margin_table]},
+        "margin_table": {"name": build.margin_table, "values": rules.MARGIN_TABLES[build.margin_table]},
         "held_out": build.manifest.get("held_out", {}),
         "mix": build.manifest.get("mix", {}),
         "counts": build.counts,

@@ -4,7 +4,7 @@ Rows stream from the database through a server-side cursor (see `streaming`), `f
 trip, and go to disk as they come: JSONL line by line, Parquet in row groups of `row_group_rows`.
 Memory is bounded by those two numbers, never by the size of the dataset. Three things overlap: a
 thread reads the next chunks from the database (`_read_ahead`), the caller formats one chunk with
-`rewardmodel.pairs`, and a thread hashes and writes the bytes of the previous one (`_HashingWriter`).
+`preference_data.rules`, and a thread hashes and writes the bytes of the previous one (`_HashingWriter`).
 Rows are formatted by the one implementation in `pairs` on every database, so SQLite and PostgreSQL
 export byte-identical files from the same data (benchmarks/export.py and docs/benchmarks.md have
 the figures).
@@ -39,7 +39,7 @@ from annotation.models import Rating
 from config.exceptions import Conflict, DomainError, InvalidInput, NotFound
 from core import jobs
 
-from .. import pairs
+from .. import rules
 from ..models import (
     DatasetBuild,
     DatasetExport,
@@ -111,7 +111,7 @@ def _file_names(export: DatasetExport) -> list[tuple[str, str]]:
     """(split, file name) of the data files an export writes."""
     if export.format == ExportFormat.RATINGS:
         return [("all", f"ratings.{export.file_type}")]
-    return [(split, f"{split}.{export.file_type}") for split in (pairs.TRAIN, pairs.TEST)]
+    return [(split, f"{split}.{export.file_type}") for split in (rules.TRAIN, rules.TEST)]
 
 
 def load_snippet(export: DatasetExport) -> str:
@@ -296,12 +296,12 @@ class ParquetFile:
 
 
 _WRITERS = {
-    (ExportFormat.TRL, FileType.JSONL): (pairs.trl_json_line, None),
-    (ExportFormat.TRL, FileType.PARQUET): (pairs.trl_arrow, pairs.TRL_SCHEMA),
-    (ExportFormat.HH_RLHF, FileType.JSONL): (pairs.hh_json_line, None),
-    (ExportFormat.HH_RLHF, FileType.PARQUET): (pairs.hh_arrow, pairs.HH_SCHEMA),
-    (ExportFormat.RATINGS, FileType.JSONL): (pairs.ratings_json_line, None),
-    (ExportFormat.RATINGS, FileType.PARQUET): (pairs.ratings_arrow, pairs.RATINGS_SCHEMA),
+    (ExportFormat.TRL, FileType.JSONL): (rules.trl_json_line, None),
+    (ExportFormat.TRL, FileType.PARQUET): (rules.trl_arrow, rules.TRL_SCHEMA),
+    (ExportFormat.HH_RLHF, FileType.JSONL): (rules.hh_json_line, None),
+    (ExportFormat.HH_RLHF, FileType.PARQUET): (rules.hh_arrow, rules.HH_SCHEMA),
+    (ExportFormat.RATINGS, FileType.JSONL): (rules.ratings_json_line, None),
+    (ExportFormat.RATINGS, FileType.PARQUET): (rules.ratings_arrow, rules.RATINGS_SCHEMA),
 }
 
 
@@ -329,7 +329,7 @@ def _chunks(export: DatasetExport, fetch: int, lookups: dict) -> Iterator[tuple[
             for chunk in rating_rows(reader, sql, export.build, fetch, lookups["vendors"]):
                 yield "all", chunk
             return
-        for split in (pairs.TRAIN, pairs.TEST):
+        for split in (rules.TRAIN, rules.TEST):
             for chunk in preflab_rows(reader, sql, export.build, split, fetch):
                 yield split, chunk
             for chunk in external_rows(reader, sql, export.build, split, fetch, lookups["sources"]):

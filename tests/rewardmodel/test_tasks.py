@@ -20,11 +20,13 @@ from django.utils import timezone
 
 from config.celery import app
 from core import jobs
-from rewardmodel.models import DatasetExport, RunEvaluation, RunMetric, TrainingRun
+from preference_data.models import DatasetExport
+from preference_data.services.builds import BUILD
+from preference_data.services.exports import EXPORT
+from preference_data.tasks import build_dataset, run_export
+from rewardmodel.models import RunEvaluation, RunMetric, TrainingRun
 from rewardmodel.services import runs
-from rewardmodel.services.builds import BUILD
-from rewardmodel.services.exports import EXPORT
-from rewardmodel.tasks import build_dataset, evaluate_reward_model, run_export, train_reward_model_run
+from rewardmodel.tasks import evaluate_reward_model, train_reward_model_run
 from tests.conftest import file_broker_options, use_broker, wait_for
 from tests.factories import AnnotatorFactory, UserFactory
 
