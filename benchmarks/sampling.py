@@ -4,7 +4,8 @@ embedded default, and the local backend's throughput batched against one request
 Part 1 goes through the whole HTTP path of the embedded default (no broker): a throwaway SQLite
 database, the demo's two SmolLM2 variants (160 new tokens at most, temperatures {0.6, 0.8, 1.0}),
 Django's test client posting to /api/generation-jobs/ and polling the job every 50 ms, exactly as the
-rating page does, while the in-process runner thread samples. The first prompt pays for importing
+rating page does, while a real Celery worker (threads of this process, the embedded file broker)
+samples. The first prompt pays for importing
 torch and loading the model (the page avoids that by warming up when it opens: see `--warm`).
 Part 2 reuses benchmarks/sampling_backends.py: the same requests one per `generate` call, then in
 batches, giving responses/s, tokens/s and the ratio.
@@ -43,6 +44,7 @@ def setup_django(database: Path) -> None:
     """The embedded default on a throwaway SQLite file: no REDIS_URL, so tasks run in this process."""
     os.environ["DATABASE_URL"] = f"sqlite:///{database}"
     os.environ.pop("REDIS_URL", None)
+    os.environ["PREFLAB_VAR_DIR"] = str(database.parent)  # the embedded file broker, in the same folder
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("PREFLAB_LOG_LEVEL", "WARNING")
@@ -66,11 +68,12 @@ def wait_for_pair(client, job_id: int, poll: float) -> tuple[dict, float]:
 
 
 def prompt_to_pair(pairs: int, poll: float, warm: bool) -> None:
+    from celery.contrib.testing.worker import start_worker
     from django.test import Client
 
     from accounts.models import Role, User, Vendor
     from annotation.models import Response
-    from sampling import dispatch
+    from config.celery import app
     from sampling.demo import load_sampling_demo
 
     with open(os.devnull, "w") as quiet:
@@ -84,6 +87,9 @@ def prompt_to_pair(pairs: int, poll: float, warm: bool) -> None:
     )
     client = Client()
     client.force_login(annotator)
+    # A real worker (threads of this process) on the embedded file broker, as `make demo` runs one.
+    worker = start_worker(app, queues=["default", "sampling"], pool="threads", concurrency=2, perform_ping_check=False)
+    worker.__enter__()
     if warm:
         client.get(f"/api/generation-jobs/current/?batch={batch.pk}")  # what the page does when it opens
         time.sleep(8)  # an annotator writing a prompt meanwhile
@@ -121,7 +127,7 @@ def prompt_to_pair(pairs: int, poll: float, warm: bool) -> None:
             f"  pair {index + 1} ({turn}): {waits[-1]:6.2f} s from submit to pair shown, "
             f"{generation[-1]:5.2f} s of it generating, {pair_tokens} tokens"
         )
-    dispatch.in_process.wait_idle(60)
+    worker.__exit__(None, None, None)
     warm_waits = waits[1:] if not warm else waits
     overhead = [w - g for w, g in zip(waits, generation, strict=True)]
     print(
@@ -179,7 +185,7 @@ def main() -> None:
         from django.conf import settings
 
         print(
-            f"embedded default: SQLite, tasks in-process; model cache {settings.PREFLAB_MODEL_CACHE}; "
+            f"embedded default: SQLite, a worker on the file broker; model cache {settings.PREFLAB_MODEL_CACHE}; "
             f"{os.cpu_count()} CPUs ({platform.machine()}), load average {os.getloadavg()[0]:.1f}, "
             f"torch {torch.__version__}, PREFLAB_TORCH_THREADS={settings.PREFLAB_TORCH_THREADS}, "
             f"CUDA {'yes' if torch.cuda.is_available() else 'no'}\n"
