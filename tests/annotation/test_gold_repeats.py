@@ -9,21 +9,14 @@ from annotation.models import Assignment, Comparison, ComparisonStatus, Rating
 from annotation.selectors import batch_progress, comparisons_for_researcher
 from annotation.serializers import AnnotatorAssignmentSerializer
 from config.exceptions import Conflict, InvalidInput
+from tests import helpers
 from tests.factories import AnnotatorFactory, BatchFactory, ComparisonFactory
 
 pytestmark = pytest.mark.django_db
 
 
-def rate(annotator, assignment, *, choose="a", strength="better", key=None):
-    comparison = assignment.comparison
-    return services.rating_submit(
-        annotator=annotator,
-        assignment_id=assignment.pk,
-        chosen_response_id=comparison.response_a_id if choose == "a" else comparison.response_b_id,
-        strength=strength,
-        seconds_spent=20,
-        idempotency_key=key or f"k-{assignment.pk}",
-    )
+def rate(annotator, assignment, **options):
+    return helpers.rate(annotator, assignment, seconds_spent=20, **options)
 
 
 def take(annotator, batch, rng, *, choose="a"):

@@ -7,21 +7,9 @@ from annotation import services
 from annotation.models import Assignment, AssignmentStatus, Comparison, Dialogue, Prompt, Rating
 from config.exceptions import Conflict, Gone, InvalidInput, NotAllowed
 from tests.factories import AnnotatorFactory, BatchFactory, ComparisonFactory, UserFactory
+from tests.helpers import rate
 
 pytestmark = pytest.mark.django_db
-
-
-def rate(annotator, lease, *, choose="a", strength="better", safety="", key=None):
-    comparison = lease.assignment.comparison
-    chosen = comparison.response_a_id if choose == "a" else comparison.response_b_id
-    return services.rating_submit(
-        annotator=annotator,
-        assignment_id=lease.assignment.id,
-        chosen_response_id=chosen,
-        strength=strength,
-        safety_label=safety,
-        idempotency_key=key or f"k-{lease.assignment.id}",
-    )
 
 
 def test_next_prefers_pairs_that_already_have_ratings():
@@ -30,7 +18,7 @@ def test_next_prefers_pairs_that_already_have_ratings():
     annotators = AnnotatorFactory.create_batch(2)
     lease = services.assignment_next(annotator=annotators[0], batch=batch)
     assert lease.assignment.comparison == first
-    rate(annotators[0], lease)
+    rate(annotators[0], lease.assignment)
     # second comparison has no ratings; the first has one: it is finished first
     assert services.assignment_next(annotator=annotators[1], batch=batch).assignment.comparison == first
     assert second.ratings.count() == 0
@@ -40,7 +28,7 @@ def test_overlap_bounds_slots_and_the_same_annotator_never_gets_a_pair_twice():
     batch = BatchFactory(overlap=2)
     comparison = ComparisonFactory(batch=batch)
     a, b, c = AnnotatorFactory.create_batch(3)
-    rate(a, services.assignment_next(annotator=a, batch=batch))
+    rate(a, services.assignment_next(annotator=a, batch=batch).assignment)
     assert services.assignment_next(annotator=a, batch=batch) is None  # already rated it
     services.assignment_next(annotator=b, batch=batch)
     assert services.assignment_next(annotator=c, batch=batch) is None  # 1 rating + 1 live lease = overlap
@@ -74,7 +62,7 @@ def test_expired_lease_returns_the_slot_and_its_rating_is_refused():
     taken = services.assignment_next(annotator=fast, batch=batch, now=later)
     assert taken.assignment.comparison == comparison
     with pytest.raises(Gone, match="expired after 10 minutes"):
-        rate(slow, lease)
+        rate(slow, lease.assignment)
     assert Assignment.objects.get(pk=lease.assignment.pk).status == AssignmentStatus.RELEASED
     assert Rating.objects.count() == 0
 
@@ -84,7 +72,8 @@ def test_three_ratings_make_a_majority_label():
     comparison = ComparisonFactory(batch=batch)
     votes = [("a", "significantly_better"), ("b", "slightly_better"), ("a", "better")]
     for annotator, (choose, strength) in zip(AnnotatorFactory.create_batch(3), votes, strict=True):
-        rate(annotator, services.assignment_next(annotator=annotator, batch=batch), choose=choose, strength=strength)
+        lease = services.assignment_next(annotator=annotator, batch=batch)
+        rate(annotator, lease.assignment, choose=choose, strength=strength)
     comparison.refresh_from_db()
     assert (comparison.status, comparison.label_choice, comparison.label_vote) == ("complete", "a", "split")
     # lower middle of (better, significantly better)
@@ -101,12 +90,12 @@ def test_same_idempotency_key_returns_the_first_rating():
     ComparisonFactory(batch=batch)
     annotator = AnnotatorFactory()
     lease = services.assignment_next(annotator=annotator, batch=batch)
-    first = rate(annotator, lease, key="click-1")
-    again = rate(annotator, lease, key="click-1", choose="b")
+    first = rate(annotator, lease.assignment, key="click-1")
+    again = rate(annotator, lease.assignment, key="click-1", choose="b")
     assert first.created and not again.created
     assert again.rating.pk == first.rating.pk and again.rating.chosen == "a"
     with pytest.raises(Conflict, match="already rated"):
-        rate(annotator, lease, key="click-2")
+        rate(annotator, lease.assignment, key="click-2")
     assert Rating.objects.count() == 1
 
 
@@ -126,7 +115,7 @@ def test_invalid_ratings_are_refused_with_a_message_and_write_nothing(focus, str
     annotator = AnnotatorFactory()
     lease = services.assignment_next(annotator=annotator, batch=batch)
     with pytest.raises(InvalidInput, match=message):
-        rate(annotator, lease, strength=strength, safety=safety)
+        rate(annotator, lease.assignment, strength=strength, safety=safety)
     assert Rating.objects.count() == 0
     assert Assignment.objects.get(pk=lease.assignment.pk).status == AssignmentStatus.LEASED
 
@@ -137,7 +126,7 @@ def test_rating_someone_elses_pair_or_a_foreign_response_is_refused():
     owner, other = AnnotatorFactory.create_batch(2)
     lease = services.assignment_next(annotator=owner, batch=batch)
     with pytest.raises(NotAllowed, match="another annotator"):
-        rate(other, lease)
+        rate(other, lease.assignment)
     with pytest.raises(InvalidInput, match="not one of this pair"):
         services.rating_submit(
             annotator=owner,

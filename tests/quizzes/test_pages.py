@@ -10,27 +10,22 @@ from quizzes import services
 from quizzes.models import Attempt, Invitation, Quiz, Review
 from quizzes.tasks import expire_overdue_sections
 from tests.factories import AnnotatorFactory, BatchFactory, ComparisonFactory, UserFactory, VendorManagerFactory
+from tests.helpers import page_client_for
 
 from .conftest import SECRET_RUBRIC, right_answer, small_quiz_document
 
 pytestmark = pytest.mark.django_db
 
 
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def test_pages_refuse_other_roles(small_quiz):
     candidate, manager, researcher = AnnotatorFactory(), VendorManagerFactory(), UserFactory()
-    assert client_for(candidate).get("/quizzes/manage/").status_code == 403
-    assert client_for(candidate).get("/quizzes/reviews/").status_code == 403
-    assert client_for(candidate).get("/vendor/candidates/").status_code == 403
-    assert client_for(manager).get("/quizzes/").status_code == 403
-    assert client_for(researcher).get("/quizzes/").status_code == 403
+    assert page_client_for(candidate).get("/quizzes/manage/").status_code == 403
+    assert page_client_for(candidate).get("/quizzes/reviews/").status_code == 403
+    assert page_client_for(candidate).get("/vendor/candidates/").status_code == 403
+    assert page_client_for(manager).get("/quizzes/").status_code == 403
+    assert page_client_for(researcher).get("/quizzes/").status_code == 403
     attempt = services.attempt_start(candidate=AnnotatorFactory(), quiz=small_quiz).attempt
-    assert client_for(candidate).get(f"/quizzes/attempts/{attempt.pk}/").status_code == 404
+    assert page_client_for(candidate).get(f"/quizzes/attempts/{attempt.pk}/").status_code == 404
     assert Client().get("/quizzes/").status_code == 302  # to the log-in page
 
 
@@ -38,7 +33,7 @@ def test_candidate_lists_starts_and_resumes(small_quiz):
     batch = BatchFactory(name="Gated batch")
     services.batch_requirement_add(batch=batch, quiz=small_quiz)
     candidate = AnnotatorFactory()
-    client = client_for(candidate)
+    client = page_client_for(candidate)
     page = client.get("/quizzes/").content.decode()
     assert "Small quiz" in page and "Needed for: Gated batch" in page and "2 of 2 attempts left" in page
     started = client.post(f"/quizzes/{small_quiz.pk}/start/")
@@ -51,7 +46,7 @@ def test_candidate_lists_starts_and_resumes(small_quiz):
 
 
 def test_researchers_import_edit_and_export(clock):
-    client = client_for(UserFactory())
+    client = page_client_for(UserFactory())
     broken = small_quiz_document()
     broken["sections"][0]["questions"][0]["answer"] = 9
     page = client.post("/quizzes/manage/", {"action": "import", "document": json.dumps(broken)}, follow=True)
@@ -114,7 +109,7 @@ def test_reviewers_grade_through_the_queue_page(small_quiz, clock):
             )
             services.answer_save(candidate=candidate, attempt_id=attempt.pk, question_id=question.pk, value=value)
         services.section_submit(candidate=candidate, attempt_id=attempt.pk)
-    client = client_for(UserFactory())
+    client = page_client_for(UserFactory())
     page = client.get("/quizzes/reviews/").content.decode()
     assert "2 written answers waiting" in page and candidate.pseudonym in page and candidate.username not in page
     first, second = Review.objects.order_by("id")
@@ -130,7 +125,7 @@ def test_vendor_pages_invite_and_show_only_their_people(small_quiz, clock):
     manager = VendorManagerFactory()
     AnnotatorFactory(vendor=manager.vendor, username="ours")
     AnnotatorFactory(username="someone-elses")
-    client = client_for(manager)
+    client = page_client_for(manager)
     page = client.get("/vendor/candidates/").content.decode()
     assert "ours" in page and "someone-elses" not in page
     refused = client.post("/vendor/candidates/", {"emails": "good@example.org, nope"}, follow=True)
@@ -142,10 +137,10 @@ def test_vendor_pages_invite_and_show_only_their_people(small_quiz, clock):
     exported = client.get("/vendor/invitations.csv").content.decode()
     assert exported.splitlines()[0] == "email,vendor,status,link,expires_at"
     assert all(f"/invite/{i.token}/" in exported for i in invitations)
-    other = client_for(VendorManagerFactory())
+    other = page_client_for(VendorManagerFactory())
     assert "good@example.org" not in other.get("/vendor/candidates/").content.decode()
     assert "good@example.org" not in other.get("/vendor/invitations.csv").content.decode()
-    researcher_page = client_for(UserFactory()).get("/vendor/candidates/").content.decode()
+    researcher_page = page_client_for(UserFactory()).get("/vendor/candidates/").content.decode()
     assert "ours" in researcher_page and "someone-elses" in researcher_page
 
 
@@ -203,7 +198,7 @@ def test_gated_batches_are_refused_on_the_pages_too(small_quiz, clock):
     ComparisonFactory(batch=gated)
     services.batch_requirement_add(batch=gated, quiz=small_quiz)
     candidate = AnnotatorFactory()
-    client = client_for(candidate)
+    client = page_client_for(candidate)
     index = client.get("/annotate/").content.decode()
     assert "Open to all" in index and "Gated" not in index
     refused = client.get(f"/annotate/{gated.pk}/")
@@ -214,7 +209,7 @@ def test_gated_batches_are_refused_on_the_pages_too(small_quiz, clock):
 
 def test_the_admin_lists_and_exports_quizzes(small_quiz):
     admin = UserFactory(is_staff=True, is_superuser=True)
-    client = client_for(admin)
+    client = page_client_for(admin)
     assert client.get("/admin/quizzes/quiz/").status_code == 200
     assert (
         client.get(f"/admin/quizzes/question/{small_quiz.sections.first().questions.first().pk}/change/").status_code

@@ -17,6 +17,7 @@ from sampling import services
 from sampling.models import GenerationJob, ModelVariant, PairPolicy
 from sampling.services import GENERATION
 from sampling.services.generation import pair_plan
+from tests import helpers
 from tests.conftest import use_broker
 from tests.factories import AnnotatorFactory, BatchFactory, VariantFactory
 from tests.sampling.conftest import make_variant, prompt_batch
@@ -36,15 +37,7 @@ def run_after_commit(capture, action, *args, **kwargs):
 
 def rate(job, annotator, side="a", strength="better"):
     assignment = Assignment.objects.get(comparison=job.comparison, annotator=annotator)
-    comparison = job.comparison
-    chosen = comparison.response_a_id if side == "a" else comparison.response_b_id
-    annotation_services.rating_submit(
-        annotator=annotator,
-        assignment_id=assignment.pk,
-        chosen_response_id=chosen,
-        strength=strength,
-        idempotency_key=f"k-{assignment.pk}",
-    )
+    helpers.rate(annotator, assignment, choose=side, strength=strength)
     return assignment
 
 
