@@ -41,3 +41,14 @@ def log_in(page, live_server, username: str) -> None:
     page.fill("input[name=password]", "pw-for-tests")
     page.click("button[type=submit]")
     page.wait_for_load_state("networkidle")
+
+
+def migrate_to(targets):
+    """Migrate the test database to `targets` ([(app, migration or None)]); the executor, reloaded."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(targets)
+    executor.loader.build_graph()
+    return executor

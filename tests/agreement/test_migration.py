@@ -11,24 +11,18 @@ from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
 from agreement.models import AgreementReport, AnnotatorQuality, ReportScope, ReportStatus
+from tests.helpers import migrate_to
 
 # The previous release: annotation's last migration before the move, and no agreement app.
 BEFORE_THE_MOVE = [("annotation", "0003_background_work"), ("agreement", None)]
 STATE_BEFORE_THE_MOVE = [("annotation", "0003_background_work"), ("contenttypes", "0002_remove_content_type_name")]
 
 
-def migrate(targets) -> MigrationExecutor:
-    executor = MigrationExecutor(connection)
-    executor.migrate(targets)
-    executor.loader.build_graph()
-    return executor
-
-
 @pytest.mark.django_db(transaction=True)
 def test_reports_written_before_the_move_are_read_through_the_agreement_app():
     latest = MigrationExecutor(connection).loader.graph.leaf_nodes()
     try:
-        executor = migrate(BEFORE_THE_MOVE)
+        executor = migrate_to(BEFORE_THE_MOVE)
         old = executor.loader.project_state(STATE_BEFORE_THE_MOVE).apps
         with pytest.raises(LookupError):
             old.get_app_config("agreement")
@@ -54,7 +48,7 @@ def test_reports_written_before_the_move_are_read_through_the_agreement_app():
         OldContentType.objects.filter(app_label="agreement", model="agreementreport").delete()
         content_type, _ = OldContentType.objects.get_or_create(app_label="annotation", model="agreementreport")
 
-        migrate(latest)
+        migrate_to(latest)
         ContentType.objects.clear_cache()
 
         moved = AgreementReport.objects.get(pk=report.pk)
@@ -70,7 +64,7 @@ def test_reports_written_before_the_move_are_read_through_the_agreement_app():
         with pytest.raises(IntegrityError), transaction.atomic():  # one_report_per_batch came along
             AgreementReport.objects.create(scope=ReportScope.BATCH, batch_id=batch.pk)
     finally:
-        migrate(latest)
+        migrate_to(latest)
         ContentType.objects.clear_cache()
 
 

@@ -24,6 +24,7 @@ from preference_data.models import (
     Split,
 )
 from rewardmodel.models import RunEvaluation, TrainingRun
+from tests.helpers import migrate_to
 
 # The previous release: rewardmodel's last migration before the move, and no preference_data app.
 BEFORE_THE_MOVE = [("rewardmodel", "0004_best_of_k_previews"), ("preference_data", None)]
@@ -35,18 +36,11 @@ def state_before_the_move(latest) -> list[tuple[str, str]]:
     return [node for node in latest if node[0] not in moved] + [("rewardmodel", "0004_best_of_k_previews")]
 
 
-def migrate(targets) -> MigrationExecutor:
-    executor = MigrationExecutor(connection)
-    executor.migrate(targets)
-    executor.loader.build_graph()
-    return executor
-
-
 @pytest.mark.django_db(transaction=True)
 def test_datasets_written_before_the_move_are_read_through_the_preference_data_app():
     latest = MigrationExecutor(connection).loader.graph.leaf_nodes()
     try:
-        executor = migrate(BEFORE_THE_MOVE)
+        executor = migrate_to(BEFORE_THE_MOVE)
         old = executor.loader.project_state(state_before_the_move(latest)).apps
         with pytest.raises(LookupError):
             old.get_app_config("preference_data")
@@ -96,7 +90,7 @@ def test_datasets_written_before_the_move_are_read_through_the_preference_data_a
         OldContentType.objects.filter(app_label="preference_data", model="datasetbuild").delete()
         content_type, _ = OldContentType.objects.get_or_create(app_label="rewardmodel", model="datasetbuild")
 
-        migrate(latest)
+        migrate_to(latest)
         ContentType.objects.clear_cache()
 
         moved = DatasetBuild.objects.get(pk=build.pk)
@@ -131,5 +125,5 @@ def test_datasets_written_before_the_move_are_read_through_the_preference_data_a
         with pytest.raises(ProtectedError), transaction.atomic():  # a build a run trained on stays
             moved.delete()
     finally:
-        migrate(latest)
+        migrate_to(latest)
         ContentType.objects.clear_cache()
