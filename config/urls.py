@@ -2,17 +2,17 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
-from rest_framework.routers import DefaultRouter
 
 from accounts import apis as accounts_apis
 from agreement import apis as agreement_apis
 from annotation import apis as annotation_apis
+from core.routing import IdRouter
 from preference_data import apis as preference_data_apis
 from quizzes import apis as quizzes_apis
 from rewardmodel import apis as rewardmodel_apis
 from sampling import apis as sampling_apis
 
-router = DefaultRouter()
+router = IdRouter()
 router.register("batches", annotation_apis.BatchViewSet, basename="batch")
 router.register("ratings", annotation_apis.RatingViewSet, basename="rating")
 router.register("comparisons", annotation_apis.ComparisonViewSet, basename="comparison")

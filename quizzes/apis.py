@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from accounts.models import User, Vendor
 from accounts.permissions import IsAnnotator, IsResearcher, IsResearcherOrVendorManager
 from config.exceptions import InvalidInput, NotFound
+from core.routing import id_param
 
 from . import scoring, selectors, services
 from .models import Attempt, BatchRequirement, Invitation, Quiz, Review
@@ -210,7 +211,7 @@ class AttemptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         responses=SavedAnswerSerializer,
         parameters=[OpenApiParameter("question_id", int, location=OpenApiParameter.PATH)],
     )
-    @action(detail=True, methods=["put"], url_path=r"answers/(?P<question_id>[0-9]+)", parser_classes=[JSONParser])
+    @action(detail=True, methods=["put"], url_path=f"answers/{id_param('question_id')}", parser_classes=[JSONParser])
     def answer(self, request: Request, pk=None, question_id=None) -> Response:
         """Save the answer to one question of the open section, in the order the candidate sees."""
         data = AnswerSaveSerializer(data=request.data)

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.permissions import IsResearcher
+from core.routing import id_param
 from preference_data.models import DatasetBuild
 from sampling import selectors as sampling_selectors
 
@@ -185,7 +186,7 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     @action(
         detail=False,
         methods=["get"],
-        url_path=r"best-of-k/(?P<preview_id>[0-9]+)",
+        url_path=f"best-of-k/{id_param('preview_id')}",
         url_name="best-of-k-preview",
     )
     def best_of_k_preview(self, request: Request, preview_id: str) -> Response:
