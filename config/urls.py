@@ -7,6 +7,7 @@ from accounts import apis as accounts_apis
 from agreement import apis as agreement_apis
 from annotation import apis as annotation_apis
 from core.routing import IdRouter
+from leaderboard import apis as leaderboard_apis
 from preference_data import apis as preference_data_apis
 from quizzes import apis as quizzes_apis
 from rewardmodel import apis as rewardmodel_apis
@@ -38,6 +39,10 @@ router.register("generation-jobs", sampling_apis.GenerationJobViewSet, basename=
 api_urlpatterns = [
     path("", include(router.urls)),
     path("me/", accounts_apis.me, name="me"),
+    path("leaderboard/", leaderboard_apis.leaderboard, name="leaderboard"),
+    path("leaderboard/rankings/", leaderboard_apis.leaderboard_rankings, name="leaderboard-rankings"),
+    path("leaderboard/matrix/", leaderboard_apis.leaderboard_matrix, name="leaderboard-matrix"),
+    path("leaderboard/judgings/", leaderboard_apis.judging_create, name="leaderboard-judging-create"),
     path("auth/token/", obtain_auth_token, name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -228,3 +228,50 @@ class BestOfKPreview(BackgroundWork):
     def prompt(self) -> str:
         """The user turn the responses answer."""
         return self.context[-1]["content"] if self.context else ""
+
+
+class ResponseReward(models.Model):
+    """A trained reward model's score of one stored response (raw scalar head output), kept so the
+    variant leaderboard can rank variants by a reward model without loading it on a page."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="response_rewards")
+    response = models.ForeignKey("annotation.Response", on_delete=models.CASCADE, related_name="+")
+    reward = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "response"]
+        constraints = [models.UniqueConstraint(fields=["run", "response"], name="unique_response_reward")]
+
+    def __str__(self) -> str:
+        return f"reward of response {self.response_id} by run {self.run_id}"
+
+
+class ResponseJudging(BackgroundWork):
+    """Background work: score the responses of a batch's comparisons (every batch's when ``batch`` is
+    empty) with a run's model into `ResponseReward`, for the leaderboard's reward-model ranking.
+    Responses already scored by the run are skipped, so a second delivery or a rerun after new
+    comparisons only scores what is missing."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="judgings")
+    batch = models.ForeignKey("annotation.Batch", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    n_scored = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"judging {self.pk} by run {self.run_id}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (JobStatus.DONE, JobStatus.FAILED)

@@ -9,7 +9,7 @@ resumes from its last checkpoint.
 
 from core.jobs import job_task
 
-from .services import rewards, runs
+from .services import judging, rewards, runs
 
 
 @job_task(name="rewardmodel.train_reward_model", queue="training", long=True, bind=True)
@@ -28,3 +28,9 @@ def evaluate_reward_model(evaluation_id: int) -> str:
 def best_of_k_preview(preview_id: int) -> str:
     """Sample K responses for one preview and rank them by reward."""
     return rewards.best_of_k_preview_run(preview_id=preview_id).status
+
+
+@job_task(name="rewardmodel.judge_responses", queue="default", long=True)
+def judge_responses(judging_id: int) -> str:
+    """Score a scope's stored responses with a trained reward model, for the variant leaderboard."""
+    return judging.response_judging_run(judging_id=judging_id).status

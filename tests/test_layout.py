@@ -14,6 +14,7 @@ FIRST_PARTY = {
     "preference_data",
     "rewardmodel",
     "quizzes",
+    "leaderboard",
     "frontend",
     "config",
     "tests",
