@@ -4,7 +4,6 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -14,6 +13,7 @@ from agreement import selectors as agreement_selectors
 from agreement import services as agreement_services
 from agreement.serializers import AgreementReportSerializer
 from config.exceptions import InvalidInput, NotFound
+from core.parsers import FormParser, JSONParser, MultiPartParser
 
 from . import selectors, services
 from .models import Assignment, Batch
@@ -24,17 +24,20 @@ from .serializers import (
     GoldMarkSerializer,
     GoldPromoteSerializer,
     ImportResultSerializer,
+    ImportUploadSerializer,
     RatingSerializer,
     RatingSubmitSerializer,
     ResearchComparisonSerializer,
 )
 
 
-def _upload_lines(request: Request) -> list[bytes]:
-    upload = request.FILES.get("file")
-    if upload is None:
+def _upload(request: Request) -> dict:
+    """The uploaded file's lines and the import's options."""
+    if request.FILES.get("file") is None:
         raise InvalidInput("Attach the JSONL file as the form field 'file'.", field="file")
-    return list(upload)
+    upload = ImportUploadSerializer(data=request.data)
+    upload.is_valid(raise_exception=True)
+    return {"source": list(upload.validated_data["file"]), "allow_markup": upload.validated_data["allow_markup"]}
 
 
 class BatchViewSet(viewsets.ModelViewSet):
@@ -132,27 +135,21 @@ class BatchViewSet(viewsets.ModelViewSet):
         return Response(payload)
 
     @extend_schema(
-        request={
-            "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
-        },
+        request={"multipart/form-data": ImportUploadSerializer},
         responses=ImportResultSerializer,
     )
     @action(detail=True, methods=["post"], url_path="import-prompts", parser_classes=[MultiPartParser, FormParser])
     def import_prompts(self, request: Request, pk=None) -> Response:
-        count = services.prompts_import(batch=self.get_object(), source=_upload_lines(request), created_by=request.user)
+        count = services.prompts_import(batch=self.get_object(), created_by=request.user, **_upload(request))
         return Response({"imported": count}, status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        request={
-            "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
-        },
+        request={"multipart/form-data": ImportUploadSerializer},
         responses=ImportResultSerializer,
     )
     @action(detail=True, methods=["post"], url_path="import-comparisons", parser_classes=[MultiPartParser, FormParser])
     def import_comparisons(self, request: Request, pk=None) -> Response:
-        count = services.comparisons_import(
-            batch=self.get_object(), source=_upload_lines(request), created_by=request.user
-        )
+        count = services.comparisons_import(batch=self.get_object(), created_by=request.user, **_upload(request))
         return Response({"imported": count}, status=status.HTTP_201_CREATED)
 
 

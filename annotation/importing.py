@@ -6,11 +6,16 @@ the field so the researcher can fix the file in one pass.
 Prompt lines:      {"text": "...", "tags": ["..."]}
 Comparison lines:  {"prompt": "..."} or {"dialogue": [{"role": "user", "content": "..."}, ...]},
                    plus "responses": [{"text", "variant", "temperature", "top_p"?, "max_new_tokens"?}] x 2
+
+Every string follows the text rule (core/text.py): control characters are refused, and chat-template
+markup is refused in prompts, turns and responses unless the import allows it (`allow_markup`).
 """
 
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from core.text import text_problem
 
 MAX_ERRORS = 50
 MAX_TEXT = 100_000
@@ -71,13 +76,21 @@ def _lines(source: Iterable[str | bytes]) -> Iterable[tuple[int, dict | None, st
         yield number, obj, None
 
 
-def _text(obj: dict, key: str, where: str, errors: list[str], max_len: int = MAX_TEXT) -> str | None:
+def _text(
+    obj: dict, key: str, where: str, errors: list[str], max_len: int = MAX_TEXT, allow_markup: bool = True
+) -> str | None:
+    """The field's text, trimmed; or None with the error recorded. `allow_markup=False` for text that
+    reaches a chat template."""
     value = obj.get(key)
     if not isinstance(value, str) or not value.strip():
         errors.append(f"{where}, field {key}: must be a non-empty string")
         return None
     if len(value) > max_len:
         errors.append(f"{where}, field {key}: longer than {max_len} characters")
+        return None
+    if problem := text_problem(value, allow_markup=allow_markup):
+        hint = " (or allow chat markup for this import)" if "control tags" in problem else ""
+        errors.append(f"{where}, field {key}: {problem}{hint}")
         return None
     return value.strip()
 
@@ -87,17 +100,21 @@ def _tags(obj: dict, where: str, errors: list[str]) -> list[str]:
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         errors.append(f"{where}, field tags: must be a list of strings")
         return []
+    for i, tag in enumerate(tags):
+        if problem := text_problem(tag):
+            errors.append(f"{where}, field tags[{i}]: {problem}")
+            return []
     return tags
 
 
-def parse_prompts(source: Iterable[str | bytes]) -> list[ImportedPrompt]:
+def parse_prompts(source: Iterable[str | bytes], *, allow_markup: bool = False) -> list[ImportedPrompt]:
     prompts, errors = [], []
     for number, obj, problem in _lines(source):
         if problem:
             errors.append(problem)
             continue
         where = f"line {number}"
-        text = _text(obj, "text", where, errors)
+        text = _text(obj, "text", where, errors, allow_markup=allow_markup)
         tags = _tags(obj, where, errors)
         if text is not None:
             prompts.append(ImportedPrompt(line=number, text=text, tags=tags))
@@ -118,12 +135,12 @@ def _number(obj: dict, key: str, where: str, errors: list[str], low: float, high
     return value
 
 
-def _dialogue(obj: dict, where: str, errors: list[str]) -> list[dict] | None:
+def _dialogue(obj: dict, where: str, errors: list[str], allow_markup: bool) -> list[dict] | None:
     if "prompt" in obj and "dialogue" in obj:
         errors.append(f"{where}: give either prompt or dialogue, not both")
         return None
     if "prompt" in obj:
-        text = _text(obj, "prompt", where, errors)
+        text = _text(obj, "prompt", where, errors, allow_markup=allow_markup)
         return None if text is None else [{"role": "user", "content": text}]
     turns = obj.get("dialogue")
     if not isinstance(turns, list) or not turns:
@@ -136,7 +153,7 @@ def _dialogue(obj: dict, where: str, errors: list[str]) -> list[dict] | None:
         if not isinstance(turn, dict) or turn.get("role") != expected:
             errors.append(f"{turn_where}.role: must be {expected!r} (turns alternate, starting with the user)")
             return None
-        content = _text(turn, "content", turn_where, errors)
+        content = _text(turn, "content", turn_where, errors, allow_markup=allow_markup)
         if content is None:
             return None
         dialogue.append({"role": expected, "content": content})
@@ -146,7 +163,7 @@ def _dialogue(obj: dict, where: str, errors: list[str]) -> list[dict] | None:
     return dialogue
 
 
-def parse_comparisons(source: Iterable[str | bytes]) -> list[ImportedComparison]:
+def parse_comparisons(source: Iterable[str | bytes], *, allow_markup: bool = False) -> list[ImportedComparison]:
     comparisons, errors = [], []
     for number, obj, problem in _lines(source):
         if problem:
@@ -154,7 +171,7 @@ def parse_comparisons(source: Iterable[str | bytes]) -> list[ImportedComparison]
             continue
         where = f"line {number}"
         before = len(errors)
-        dialogue = _dialogue(obj, where, errors)
+        dialogue = _dialogue(obj, where, errors, allow_markup)
         responses = obj.get("responses")
         parsed: list[ImportedResponse] = []
         if not isinstance(responses, list) or len(responses) != 2:
@@ -165,7 +182,7 @@ def parse_comparisons(source: Iterable[str | bytes]) -> list[ImportedComparison]
                 if not isinstance(item, dict):
                     errors.append(f"{rwhere}: must be an object with text, variant and temperature")
                     continue
-                text = _text(item, "text", rwhere, errors)
+                text = _text(item, "text", rwhere, errors, allow_markup=allow_markup)
                 variant = _text(item, "variant", rwhere, errors, max_len=120)
                 temperature = _number(item, "temperature", rwhere, errors, 0.0, 2.0, required=True)
                 top_p = _number(item, "top_p", rwhere, errors, 0.0, 1.0, required=False)

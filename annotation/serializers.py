@@ -94,7 +94,9 @@ class RatingSubmitSerializer(serializers.Serializer):
     strength = serializers.CharField(allow_blank=True, required=False, default="")
     safety_label = serializers.CharField(allow_blank=True, required=False, default="")
     rationale = serializers.CharField(allow_blank=True, required=False, default="", max_length=10_000)
-    seconds_spent = serializers.FloatField(required=False, allow_null=True, default=None)
+    seconds_spent = serializers.FloatField(
+        required=False, allow_null=True, default=None, min_value=0, max_value=86_400, help_text="At most a day."
+    )
     idempotency_key = serializers.CharField(max_length=64)
 
 
@@ -166,6 +168,15 @@ class ResearchComparisonSerializer(serializers.ModelSerializer):
 
     def get_context(self, comparison: Comparison) -> list[dict]:
         return comparison_context(comparison)
+
+
+class ImportUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="The JSONL file, one prompt or comparison per line.")
+    allow_markup = serializers.BooleanField(
+        default=False,
+        help_text="Accept chat-template markup ([INST], <<SYS>>, <|im_start|> …) in this file's texts; refused "
+        "otherwise, as it would reach the chat template.",
+    )
 
 
 class ImportResultSerializer(serializers.Serializer):

@@ -43,6 +43,9 @@ REPEAT_WINDOW = 200
 GOLD_SAMPLE = 200
 _rng = random.Random()
 
+# Time on one pair beyond a day is a clock or client error, and would skew the speed statistics.
+MAX_SECONDS_SPENT = 86_400
+
 
 def _max_live_leases() -> int:
     # One pair on screen and one prefetched, so the next pair is ready before it is asked for.
@@ -284,8 +287,11 @@ def rating_submit(
                 "This idempotency key was already used for another pair; send a new key.", field="idempotency_key"
             )
         return RatingResult(rating=existing, created=False)
-    if seconds_spent is not None and seconds_spent < 0:
-        raise InvalidInput("Seconds spent cannot be negative.", field="seconds_spent")
+    if seconds_spent is not None and not 0 <= seconds_spent <= MAX_SECONDS_SPENT:
+        raise InvalidInput(
+            f"seconds_spent must be between 0 and {MAX_SECONDS_SPENT:,} (a day); it was {seconds_spent:g}.",
+            field="seconds_spent",
+        )
     now = now or timezone.now()
 
     try:
@@ -568,13 +574,14 @@ def _variants_by_name(names: set[str], created_by: User | None) -> dict:
     return found
 
 
-def prompts_import(*, batch: Batch, source, created_by: User | None = None) -> int:
-    """Add prompts to a batch's pool from JSONL. All lines validate, or nothing is written."""
+def prompts_import(*, batch: Batch, source, created_by: User | None = None, allow_markup: bool = False) -> int:
+    """Add prompts to a batch's pool from JSONL. All lines validate, or nothing is written. Chat-template
+    markup in the text is refused unless the researcher allows it for this import."""
     from .importing import ImportFileError, parse_prompts
     from .models import Prompt
 
     try:
-        parsed = parse_prompts(source)
+        parsed = parse_prompts(source, allow_markup=allow_markup)
     except ImportFileError as exc:
         raise InvalidInput(str(exc), field="file", extra={"errors": exc.errors}) from None
     with transaction.atomic():
@@ -582,13 +589,14 @@ def prompts_import(*, batch: Batch, source, created_by: User | None = None) -> i
     return len(parsed)
 
 
-def comparisons_import(*, batch: Batch, source, created_by: User | None = None) -> int:
-    """Add ready-made comparisons to a batch from JSONL. All lines validate, or nothing is written."""
+def comparisons_import(*, batch: Batch, source, created_by: User | None = None, allow_markup: bool = False) -> int:
+    """Add ready-made comparisons to a batch from JSONL. All lines validate, or nothing is written.
+    Chat-template markup in prompts, turns and responses is refused unless allowed for this import."""
     from .importing import ImportFileError, parse_comparisons
     from .models import Dialogue, Response, Turn
 
     try:
-        parsed = parse_comparisons(source)
+        parsed = parse_comparisons(source, allow_markup=allow_markup)
     except ImportFileError as exc:
         raise InvalidInput(str(exc), field="file", extra={"errors": exc.errors}) from None
     with transaction.atomic():

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from annotation.importing import ImportFileError
+from core.text import control_character_problem
 
 from .rules import FORBIDDEN_SAFETY_LABEL, SAFETY_BINS, STRENGTHS
 
@@ -137,6 +138,9 @@ def _string(value: Any, where: str, name: str, errors: list[str], *, allow_empty
         return None
     if len(value) > MAX_TEXT:
         errors.append(f"{where}, field {name}: longer than {MAX_TEXT} characters")
+        return None
+    if problem := control_character_problem(value):
+        errors.append(f"{where}, field {name}: {problem}")
         return None
     return value.strip()
 

@@ -9,7 +9,6 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,6 +16,7 @@ from rest_framework.response import Response
 from accounts.models import User, Vendor
 from accounts.permissions import IsAnnotator, IsResearcher, IsResearcherOrVendorManager
 from config.exceptions import InvalidInput, NotFound
+from core.parsers import FormParser, JSONParser, MultiPartParser
 from core.routing import id_param
 
 from . import scoring, selectors, services

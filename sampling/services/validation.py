@@ -7,22 +7,14 @@ from __future__ import annotations
 from django.conf import settings
 
 from config.exceptions import InvalidInput
+from core.text import CHAT_MARKUP, control_character_problem
 
-from ..templates import CONTROL_TAGS, find_control_tags
+from ..templates import find_control_tags
 
-# Markup of the chat formats Preflab knows, refused in anything an annotator writes, as the Llama 2
-# reference code refuses [INST] and <<SYS>>. Each model's own special tokens are checked again
-# when its prompt is rendered.
-FORBIDDEN_MARKUP = (
-    *CONTROL_TAGS,
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|endoftext|>",
-    "<|begin_of_text|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "<|eot_id|>",
-)
+# Markup of the chat formats Preflab knows, refused in anything an annotator writes (core/text.py,
+# the rule imports follow too). Each model's own special tokens are checked again when its prompt is
+# rendered.
+FORBIDDEN_MARKUP = CHAT_MARKUP
 MAX_NEW_TOKENS_LIMIT = 8192
 
 
@@ -38,6 +30,8 @@ def prompt_text_validate(text: str, *, field: str = "prompt") -> str:
             f"{len(text) - limit:,} characters.",
             field=field,
         )
+    if problem := control_character_problem(text):
+        raise InvalidInput(f"The prompt {problem}.", field=field)
     if found := find_control_tags(text, FORBIDDEN_MARKUP):
         raise InvalidInput(
             f"The prompt contains {', '.join(found)}, which chat templates use as control tags (the Llama 2 "
