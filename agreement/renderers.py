@@ -1,17 +1,19 @@
 """CSV for the dashboards' tables: the same API views answer `?format=csv`."""
 
-import csv
 import io
 from typing import Any
 
 from rest_framework.renderers import BaseRenderer
+
+from core import csv_safe
 
 
 class CSVRenderer(BaseRenderer):
     """Renders a list of flat dicts (the keys of the first row are the header) as CSV.
 
     Lists and dicts inside a cell are joined with "; "; an error answer (a dict) becomes a
-    two-column table. The view may name the download with a `csv_filename` attribute.
+    two-column table; formula-like cells are neutralised (core/csv_safe.py). The view may name the
+    download with a `csv_filename` attribute.
     """
 
     media_type = "text/csv"
@@ -28,10 +30,11 @@ class CSVRenderer(BaseRenderer):
         rows = list(data or [])
         buffer = io.StringIO()
         if rows:
-            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), extrasaction="ignore", lineterminator="\n")
-            writer.writeheader()
+            header = list(rows[0])
+            writer = csv_safe.writer(buffer, lineterminator="\n")
+            writer.writerow(header)
             for row in rows:
-                writer.writerow({key: _cell(value) for key, value in row.items()})
+                writer.writerow([_cell(row.get(key)) for key in header])
         if response is not None and response.status_code < 400:
             filename = getattr(view, "csv_filename", None) or "preflab.csv"
             response["Content-Disposition"] = f'attachment; filename="{filename}"'

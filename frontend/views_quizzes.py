@@ -298,11 +298,12 @@ def vendor_candidates(request):
 @manager_required
 def vendor_invitations_csv(request):
     """The vendor's invitations with their links, to mail-merge."""
-    import csv
     import io
 
+    from core import csv_safe
+
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csv_safe.writer(buffer)
     writer.writerow(["email", "vendor", "status", "link", "expires_at"])
     now = clock.now()
     for invitation in selectors.invitations_for(request.user, request.GET.get("vendor") or None):

@@ -7,7 +7,6 @@ Forms post here; each view validates input and calls one service. The live run p
 worker (no request generates); its page follows it through the API until the ranking is there.
 """
 
-import csv
 import json
 from collections import defaultdict
 
@@ -21,6 +20,7 @@ from django.views.decorators.http import require_POST
 
 from annotation.models import Focus
 from config.exceptions import DomainError
+from core import csv_safe
 from preference_data.models import MarginTable
 from rewardmodel import plots, selectors
 from rewardmodel.archives import stream_zip
@@ -347,7 +347,7 @@ def run_download(request, run_id: int):
 def _csv_response(rows: list[list], filename: str) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    csv.writer(response).writerows(rows)
+    csv_safe.writer(response).writerows(rows)
     return response
 
 
