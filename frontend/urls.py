@@ -3,7 +3,15 @@ from django.urls import path
 
 import core.routing  # noqa: F401  (registers the <id:…> converter)
 
-from . import views, views_agreement, views_datasets, views_quizzes, views_rewardmodel, views_sampling
+from . import (
+    views,
+    views_agreement,
+    views_datasets,
+    views_leaderboard,
+    views_quizzes,
+    views_rewardmodel,
+    views_sampling,
+)
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -53,6 +61,8 @@ urlpatterns = [
         views_rewardmodel.evaluation_csv,
         name="research-evaluation-csv",
     ),
+    path("research/leaderboard/", views_leaderboard.leaderboard, name="research-leaderboard"),
+    path("research/leaderboard/judge/", views_leaderboard.leaderboard_judge, name="research-leaderboard-judge"),
     path("vendor/", views.vendor_people, name="vendor-people"),
     path("quality/", views_agreement.quality_home, name="quality-home"),
     path("quality/filter/", views_agreement.quality_filter, name="quality-filter"),

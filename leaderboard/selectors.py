@@ -144,7 +144,8 @@ def _rank(
     for i, j, w, lo, t in zip(counts.first, counts.second, counts.wins, counts.losses, counts.ties, strict=True):
         record[i] += (w, lo, t)
         record[j] += (lo, w, t)
-    order = sorted(range(len(items)), key=lambda k: (-fitted.strengths[k], items[k].variant, items[k].key))
+    # Items of different parts are not comparable: rank inside each part, the largest part first.
+    order = sorted(range(len(items)), key=lambda k: (part_of[k], -fitted.strengths[k], items[k].variant, items[k].key))
 
     def to_rating(theta: float) -> float | None:
         return None if math.isnan(theta) else float(bt.ELO_BASE + bt.ELO_SCALE * theta)

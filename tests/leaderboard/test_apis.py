@@ -105,7 +105,13 @@ def test_variant_times_temperature_cells_and_the_csvs(researcher, variants):
     ranked = client.get("/api/leaderboard/rankings/", {"batch": batch.pk, "bootstrap": 0, "format": "csv"})
     assert ranked["Content-Type"].startswith("text/csv")
     table = list(csv.DictReader(io.StringIO(ranked.content.decode())))
-    assert [row["item"] for row in table[:2]] == ["alpha v1 at T=0.6", "beta v1 at T=0.6"]
+    # Two parts (each cell met one other): ranked inside each part, part 1 first.
+    assert [(row["item"], row["graph_part"]) for row in table] == [
+        ("alpha v1 at T=0.6", "1"),
+        ("beta v1 at T=1", "1"),
+        ("beta v1 at T=0.6", "2"),
+        ("alpha v1 at T=1", "2"),
+    ]
     matrix = client.get("/api/leaderboard/matrix/", {"batch": batch.pk, "bootstrap": 0, "format": "csv"})
     cells = list(csv.DictReader(io.StringIO(matrix.content.decode())))
     assert {(c["item"], c["opponent"], c["win_rate"]) for c in cells} >= {
