@@ -4,8 +4,7 @@ endpoint, present or future, stores a control character or turns one into a data
 from typing import Any
 
 from rest_framework import parsers
-
-from config.exceptions import InvalidInput
+from rest_framework.exceptions import ValidationError
 
 from .text import problems_in
 
@@ -13,8 +12,10 @@ from .text import problems_in
 def refuse_control_characters(data: Any) -> None:
     items = data.lists() if hasattr(data, "lists") else None
     document = {key: values if len(values) != 1 else values[0] for key, values in items} if items else data
+    # DRF's ValidationError, not a domain error: config.exceptions imports DRF's views, which load
+    # these parsers. The answer is a 400 shaped like a serializer's: {"rationale": ["contains …"]}.
     for field, problem in problems_in(document):
-        raise InvalidInput(f"{field} {problem}.", field=field)
+        raise ValidationError({field: [f"{field} {problem}."]})
 
 
 class JSONParser(parsers.JSONParser):
