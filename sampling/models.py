@@ -12,6 +12,7 @@ class Backend(models.TextChoices):
     TRANSFORMERS = "transformers", "Local checkpoint (transformers)"
     OPENAI = "openai", "OpenAI-compatible endpoint"
     EXTERNAL = "external", "Imported responses (not sampled by Preflab)"
+    BEST_OF_K = "best_of_k", "Best of K samples of another variant, by a reward model"
 
 
 class ChatTemplate(models.TextChoices):
@@ -38,6 +39,29 @@ class ModelVariant(models.Model):
     chat_template = models.CharField(max_length=20, choices=ChatTemplate.choices, default=ChatTemplate.MODEL)
     max_new_tokens = models.PositiveIntegerField(default=256)
     top_p = models.FloatField(default=0.9)
+    # Rejection sampling (Llama 2, 3.2.3) as a variant of its own: sample `best_of_k` responses from
+    # `base_variant` (its prompt, template and decoding settings, at the pair's temperature), score
+    # them with `reward_run` (the hybrid reward with `safety_run` when given) and answer the best.
+    base_variant = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="best_of_k_variants"
+    )
+    reward_run = models.ForeignKey(
+        "rewardmodel.TrainingRun",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Best of K: the reward model (the helpfulness model when a safety model is given).",
+    )
+    safety_run = models.ForeignKey(
+        "rewardmodel.TrainingRun",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Best of K: a safety model, for Llama 2's hybrid reward.",
+    )
+    best_of_k = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Best of K: samples per response.")
     is_active = models.BooleanField(default=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -62,8 +86,12 @@ GENERATION_FIELDS = (
     "chat_template",
     "max_new_tokens",
     "top_p",
+    "base_variant",
+    "reward_run",
+    "safety_run",
+    "best_of_k",
 )
-SAMPLED_BACKENDS = (Backend.TRANSFORMERS, Backend.OPENAI)
+SAMPLED_BACKENDS = (Backend.TRANSFORMERS, Backend.OPENAI, Backend.BEST_OF_K)
 
 
 class TemperatureMode(models.TextChoices):

@@ -15,7 +15,9 @@ def variants_for(user: User) -> QuerySet[ModelVariant]:
     """Researchers see every variant and version; nobody else sees any."""
     if not user.is_researcher:
         return ModelVariant.objects.none()
-    return ModelVariant.objects.select_related("created_by").annotate(n_responses=Count("responses", distinct=True))
+    return ModelVariant.objects.select_related("created_by", "base_variant", "reward_run", "safety_run").annotate(
+        n_responses=Count("responses", distinct=True)
+    )
 
 
 def variant_versions(variant: ModelVariant) -> QuerySet[ModelVariant]:

@@ -6,6 +6,7 @@ from rest_framework import serializers
 from annotation import selectors as annotation_selectors
 from annotation.models import AssignmentStatus
 from annotation.serializers import AnnotatorAssignmentSerializer
+from rewardmodel.models import TrainingRun
 
 from . import selectors
 from .failures import NOT_RETRYABLE
@@ -32,6 +33,10 @@ class ModelVariantSerializer(serializers.ModelSerializer):
             "chat_template",
             "max_new_tokens",
             "top_p",
+            "base_variant",
+            "reward_run",
+            "safety_run",
+            "best_of_k",
             "is_active",
             "response_count",
             "created_by",
@@ -47,7 +52,7 @@ class ModelVariantSerializer(serializers.ModelSerializer):
 class ModelVariantCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=120)
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    backend = serializers.ChoiceField(choices=[Backend.TRANSFORMERS, Backend.OPENAI])
+    backend = serializers.ChoiceField(choices=[Backend.TRANSFORMERS, Backend.OPENAI, Backend.BEST_OF_K])
     checkpoint_path = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
     base_url = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     api_model = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
@@ -56,6 +61,28 @@ class ModelVariantCreateSerializer(serializers.Serializer):
     chat_template = serializers.ChoiceField(choices=ChatTemplate.choices, default=ChatTemplate.MODEL)
     max_new_tokens = serializers.IntegerField(min_value=1, default=256)
     top_p = serializers.FloatField(default=0.9)
+    base_variant = serializers.PrimaryKeyRelatedField(
+        queryset=ModelVariant.objects.all(),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Best of K: the variant whose samples are ranked.",
+    )
+    reward_run = serializers.PrimaryKeyRelatedField(
+        queryset=TrainingRun.objects.all(),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Best of K: the reward model (the helpfulness model when a safety model is given).",
+    )
+    safety_run = serializers.PrimaryKeyRelatedField(
+        queryset=TrainingRun.objects.all(),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Best of K: a safety model for Llama 2's hybrid reward.",
+    )
+    best_of_k = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=2)
 
 
 class ModelVariantUpdateSerializer(serializers.Serializer):

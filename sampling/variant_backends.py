@@ -54,6 +54,8 @@ def backend_key(variant: ModelVariant) -> tuple[str, ...]:
         return ("transformers", variant.checkpoint_path.strip())
     if variant.backend == Backend.OPENAI:
         return ("openai", variant.base_url.strip(), variant.api_model.strip(), variant.api_key_env.strip())
+    if variant.backend == Backend.BEST_OF_K:
+        return ("best_of_k", str(variant.pk))
     return ("external", str(variant.pk))
 
 
@@ -80,7 +82,48 @@ def backend_for(variant: ModelVariant) -> SamplingBackend:
             backoff_base=settings.PREFLAB_OPENAI_BACKOFF_BASE,
             backoff_max=settings.PREFLAB_OPENAI_BACKOFF_MAX,
         )
+    if variant.backend == Backend.BEST_OF_K:
+        return best_of_k_backend(variant)
     raise ModelUnavailable(f"variant {variant} holds imported responses and cannot sample new ones")
+
+
+def best_of_k_backend(variant: ModelVariant) -> SamplingBackend:
+    """The rejection-sampling backend of a best-of-K variant: its base variant's backend sampled K
+    times, ranked by its reward model (the hybrid reward with a safety model; the prompt is taken
+    as a helpfulness prompt, so the safety model decides only when it finds a sample likely unsafe)."""
+    from sampling.backends.best_of_k import BestOfKBackend
+
+    base, run = variant.base_variant, variant.reward_run
+    if base is None or run is None or not variant.best_of_k:
+        raise ModelUnavailable(f"best-of-K variant {variant} needs a base variant, a reward model and K")
+    safety_run = variant.safety_run
+
+    def scorer(items):
+        from rewardmodel.services.rewards import candidate_rewards
+
+        return candidate_rewards(run=run, safety_run=safety_run, items=items)
+
+    return BestOfKBackend(
+        backend_for(base),
+        variant.best_of_k,
+        scorer,
+        description={
+            "base_variant": {"id": base.pk, "name": base.name, "version": base.version},
+            "reward_run": {"id": run.pk, "name": run.name, "kind": run.kind},
+            "safety_run": {"id": safety_run.pk, "name": safety_run.name} if safety_run else None,
+            "ranking": "hybrid" if safety_run else run.kind,
+        },
+    )
+
+
+def generating_variant(variant: ModelVariant) -> ModelVariant:
+    """The variant whose prompt, template and decoding settings a request uses: a best-of-K variant
+    samples with its base variant's."""
+    seen = set()
+    while variant.backend == Backend.BEST_OF_K and variant.base_variant is not None and variant.pk not in seen:
+        seen.add(variant.pk)
+        variant = variant.base_variant
+    return variant
 
 
 def template_for(variant: ModelVariant) -> TemplateChoice:
@@ -96,6 +139,7 @@ def request_for(
     seed: int,
     max_new_tokens: int | None = None,
 ) -> GenerationRequest:
+    variant = generating_variant(variant)
     return GenerationRequest(
         messages=messages,
         system=variant.system_prompt or None,

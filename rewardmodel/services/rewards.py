@@ -176,6 +176,26 @@ def hybrid_score(
     }
 
 
+def candidate_rewards(
+    *,
+    run: TrainingRun,
+    items: Sequence[tuple[Sequence[Message], str]],
+    safety_run: TrainingRun | None = None,
+    is_safety_prompt: bool = False,
+) -> list[dict[str, Any]]:
+    """Each (context, response)'s reward to rank on, as a probability: ``run``'s sigmoid, or with
+    ``safety_run`` Llama 2's hybrid (``run`` then being the helpfulness model), with its details.
+    Loads the models in this process: call it from a worker (best-of-K, pair rules), never a request."""
+    from ..scoring import sigmoid
+
+    items = [(list(context), text) for context, text in items]
+    rewards = _rewards(run, items)
+    if safety_run is None:
+        return [{"reward": sigmoid(r), "raw_reward": r} for r in rewards]
+    safety_rewards = _rewards(safety_run, items)
+    return [_hybrid(h, s, is_safety_prompt) for h, s in zip(rewards, safety_rewards, strict=True)]
+
+
 def best_of_k_validate(
     *,
     variant: ModelVariant,
@@ -236,8 +256,6 @@ def best_of_k(
     from sampling.failures import failure_from_exception
     from sampling.variant_backends import backend_for, request_for
 
-    from ..scoring import sigmoid
-
     messages = best_of_k_validate(
         variant=variant,
         context=context,
@@ -260,14 +278,8 @@ def best_of_k(
         raise SamplingFailed(failure_from_exception(exc, variant=str(variant)).detail) from exc
     sampled = time.perf_counter()
     items = [(messages, result.text) for result in results]
-    rewards = _rewards(run, items)
-    candidates = []
-    if safety_run is not None:
-        safety_rewards = _rewards(safety_run, items)
-        for i, (helpful, safety) in enumerate(zip(rewards, safety_rewards, strict=True)):
-            candidates.append({"index": i, **_hybrid(helpful, safety, is_safety_prompt)})
-    else:
-        candidates = [{"index": i, "reward": sigmoid(r), "raw_reward": r} for i, r in enumerate(rewards)]
+    scores = candidate_rewards(run=run, safety_run=safety_run, items=items, is_safety_prompt=is_safety_prompt)
+    candidates = [{"index": i, **score} for i, score in enumerate(scores)]
     for candidate, request, result in zip(candidates, requests, results, strict=True):
         candidate.update(
             text=result.text,

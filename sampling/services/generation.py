@@ -166,7 +166,10 @@ def pair_plan(job: GenerationJob) -> PairPlan:
     """Draw the pair's two variants, temperatures and seeds from the job's seed and snapshot."""
     plan = PairPlan(job=job, rng=random.Random(job.seed))
     snapshot = job.policy or {}
-    variants = ModelVariant.objects.in_bulk([v["id"] for v in snapshot.get("variants", [])])
+    # A best-of-K variant's base and reward models come along: backends run in threads of their own.
+    variants = ModelVariant.objects.select_related("base_variant", "reward_run", "safety_run").in_bulk(
+        [v["id"] for v in snapshot.get("variants", [])]
+    )
     usable = [pk for pk, v in variants.items() if v.backend in SAMPLED_BACKENDS]
     try:
         spec = TemperatureSpec.parse(snapshot.get("temperature_mode", ""), snapshot.get("temperatures", []))

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from accounts.models import User
@@ -55,6 +56,10 @@ def variant_validate(fields: dict[str, Any]) -> None:
                 "An OpenAI-compatible endpoint applies the served model's own chat template; choose 'model'.",
                 field="chat_template",
             )
+    if backend == Backend.BEST_OF_K:
+        best_of_k_validate(fields)
+    elif any(fields.get(key) for key in BEST_OF_K_FIELDS):
+        raise InvalidInput("Base variant, reward models and K belong to a best-of-K variant only.", field="backend")
     if fields["api_key_env"] and not _ENV_NAME.match(fields["api_key_env"]):
         raise InvalidInput(
             "Give the name of the environment variable that holds the key (e.g. VLLM_API_KEY), never the key.",
@@ -71,6 +76,38 @@ def variant_validate(fields: dict[str, Any]) -> None:
         )
 
 
+BEST_OF_K_FIELDS = ("base_variant", "reward_run", "safety_run", "best_of_k")
+
+
+def best_of_k_validate(fields: dict[str, Any]) -> None:
+    """A best-of-K variant wraps a variant that samples, with a saved reward model and 2 ≤ K ≤ the cap."""
+    base, run, safety_run, k = (fields.get(key) for key in BEST_OF_K_FIELDS)
+    if base is None:
+        raise InvalidInput("Choose the variant whose samples are ranked.", field="base_variant")
+    if base.backend not in (Backend.TRANSFORMERS, Backend.OPENAI):
+        raise InvalidInput(f"{base} cannot sample new responses itself; wrap a model that does.", field="base_variant")
+    if not base.is_active:
+        raise InvalidInput(f"{base} is retired; choose its newest version.", field="base_variant")
+    limit = settings.PREFLAB_BEST_OF_K_MAX
+    if k is None or not 2 <= k <= limit:
+        raise InvalidInput(f"K must be between 2 and {limit}.", field="best_of_k")
+    for model, field in ((run, "reward_run"), (safety_run, "safety_run")):
+        if model is None:
+            if field == "reward_run":
+                raise InvalidInput("Choose the reward model that ranks the samples.", field=field)
+            continue
+        if model.status not in ("succeeded", "cancelled") or not model.output_path:
+            raise InvalidInput(f"{model.name} has no saved model yet.", field=field)
+    if safety_run is not None:
+        if safety_run.kind != "safety":
+            raise InvalidInput(f"{safety_run.name} is a {safety_run.kind} model.", field="safety_run")
+        if run.kind != "helpfulness":
+            raise InvalidInput(
+                f"With a safety model the hybrid reward needs a helpfulness model; {run.name} is {run.kind}.",
+                field="reward_run",
+            )
+
+
 def variant_create(
     *,
     name: str,
@@ -85,8 +122,13 @@ def variant_create(
     chat_template: str = ChatTemplate.MODEL,
     max_new_tokens: int = 256,
     top_p: float = 0.9,
+    base_variant: ModelVariant | None = None,
+    reward_run: Any = None,
+    safety_run: Any = None,
+    best_of_k: int | None = None,
 ) -> ModelVariant:
-    """Register version 1 of a new model variant."""
+    """Register version 1 of a new model variant. A best-of-K variant (``backend="best_of_k"``) names
+    the variant it samples from, the reward model (and optional safety model) that ranks, and K."""
     name = name.strip()
     if not name:
         raise InvalidInput("Give the variant a name, e.g. llama2-70b-chat-rlhf-v3.", field="name")
@@ -100,6 +142,10 @@ def variant_create(
         "chat_template": chat_template,
         "max_new_tokens": max_new_tokens,
         "top_p": top_p,
+        "base_variant": base_variant,
+        "reward_run": reward_run,
+        "safety_run": safety_run,
+        "best_of_k": best_of_k,
     }
     variant_validate(fields)
     with transaction.atomic():
