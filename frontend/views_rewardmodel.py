@@ -8,6 +8,7 @@ worker (no request generates); its page follows it through the API until the ran
 """
 
 import json
+import uuid
 from collections import defaultdict
 
 from django import forms
@@ -73,9 +74,12 @@ class RunForm(forms.Form):
     kind = forms.ChoiceField(choices=[("", "From the dataset's mix"), *Focus.choices], required=False)
     margin_table = forms.ChoiceField(choices=[("", "The dataset's"), *MarginTable.choices], required=False)
     name = forms.CharField(max_length=200, required=False)
+    # One key per rendered form: a double click or a resubmitted page starts one run, not two.
+    request_key = forms.CharField(max_length=64, required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["request_key"].initial = uuid.uuid4().hex
         self.fields["dataset"].queryset = selectors.trainable_datasets()
         self.fields["base_checkpoint"].queryset = selectors.base_checkpoints_to_train_from(user=user)
         self.llama2 = runs.llama2_defaults()
@@ -214,15 +218,16 @@ def run_new(request):
         if form.is_valid():
             data = form.cleaned_data
             try:
-                run = runs.run_create(
+                run = runs.run_create_once(
                     created_by=request.user,
+                    idempotency_key=data["request_key"] or uuid.uuid4().hex,
                     dataset=data["dataset"],
                     base_checkpoint=data["base_checkpoint"],
                     kind=data["kind"] or None,
                     name=data["name"],
                     margin_table=data["margin_table"] or None,
                     hyperparameters=form.hyperparameters(),
-                )
+                ).run
             except DomainError as exc:
                 form.add_error(exc.field if exc.field in form.fields else None, exc.detail)
             else:

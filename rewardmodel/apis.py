@@ -82,22 +82,28 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         run = self.get_queryset().get(pk=run.pk)
         return Response(TrainingRunSerializer(run, context={"request": self.request}).data, status=code)
 
-    @extend_schema(request=TrainingRunCreateSerializer, responses={201: TrainingRunSerializer})
+    @extend_schema(
+        request=TrainingRunCreateSerializer, responses={201: TrainingRunSerializer, 200: TrainingRunSerializer}
+    )
     def create(self, request: Request) -> Response:
-        """Start a run: queued on the training queue (in the embedded default, a thread of the server)."""
+        """Start a run on the training queue. With an idempotency_key, a retried request answers 200 with
+        the run the first one created."""
         data = TrainingRunCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        run = runs.run_create(
-            created_by=request.user,
-            dataset=get_object_or_404(DatasetBuild, pk=v["dataset"]),
-            base_checkpoint=get_object_or_404(selectors.base_checkpoints_for(request.user), pk=v["base_checkpoint"]),
-            kind=v["kind"],
-            name=v["name"],
-            margin_table=v["margin_table"],
-            hyperparameters=v["hyperparameters"],
-        )
-        return self._answer(run, status.HTTP_201_CREATED)
+        fields = {
+            "created_by": request.user,
+            "dataset": get_object_or_404(DatasetBuild, pk=v["dataset"]),
+            "base_checkpoint": get_object_or_404(selectors.base_checkpoints_for(request.user), pk=v["base_checkpoint"]),
+            "kind": v["kind"],
+            "name": v["name"],
+            "margin_table": v["margin_table"],
+            "hyperparameters": v["hyperparameters"],
+        }
+        if not v["idempotency_key"]:
+            return self._answer(runs.run_create(**fields), status.HTTP_201_CREATED)
+        outcome = runs.run_create_once(idempotency_key=v["idempotency_key"], **fields)
+        return self._answer(outcome.run, status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK)
 
     @extend_schema(request=None, responses={202: TrainingRunSerializer})
     @action(detail=True, methods=["post"])

@@ -91,6 +91,12 @@ class TrainingRun(BackgroundWork):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    idempotency_key = models.CharField(
+        max_length=64,
+        null=True,
+        blank=True,
+        help_text="The client's key for this request: a retry with the same key returns this run.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -100,6 +106,13 @@ class TrainingRun(BackgroundWork):
         indexes = [
             models.Index(
                 fields=["heartbeat_at"], name="training_run_active", condition=Q(status__in=["running", "cancelling"])
+            )
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["created_by", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="unique_training_run_idempotency_key",
             )
         ]
 

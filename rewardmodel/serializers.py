@@ -111,6 +111,13 @@ class TrainingRunCreateSerializer(serializers.Serializer):
         default=dict,
         help_text="TrainingConfig fields; the rest: the checkpoint's suggestions, then Llama 2's.",
     )
+    idempotency_key = serializers.CharField(
+        max_length=64,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Optional. A retry with the same key returns the run the first request created (200).",
+    )
 
 
 class RunMetricSerializer(serializers.ModelSerializer):

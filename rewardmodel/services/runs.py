@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -90,7 +90,7 @@ _NOT_HYPERPARAMETERS = ("margin_table", "device")
 
 def llama2_defaults() -> dict[str, Any]:
     """TrainingConfig's defaults, which are Llama 2's (section 3.2.2 and the pre-training optimizer)."""
-    from ..training import TrainingConfig
+    from ..hyperparameters import TrainingConfig
 
     return {k: v for k, v in TrainingConfig().to_dict().items() if k not in _NOT_HYPERPARAMETERS}
 
@@ -122,7 +122,7 @@ def validate_hyperparameters(values: dict[str, Any] | None, base: dict[str, Any]
     Unknown names and impossible values are refused with the field named. Returns every field, so a
     run's record says exactly what it was trained with.
     """
-    from ..training import TrainingConfig
+    from ..hyperparameters import TrainingConfig
 
     defaults = llama2_defaults()
     merged = dict(defaults)
@@ -161,7 +161,7 @@ def validate_hyperparameters(values: dict[str, Any] | None, base: dict[str, Any]
 
 
 def training_config(run: TrainingRun):
-    from ..training import TrainingConfig
+    from ..hyperparameters import TrainingConfig
 
     return TrainingConfig(**run.hyperparameters, margin_table=run.margin_table)
 
@@ -260,11 +260,13 @@ def run_create(
     name: str = "",
     margin_table: str | None = None,
     hyperparameters: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
 ) -> TrainingRun:
     """Record a run on ``dataset``'s training split and queue it on the training queue.
 
     Hyper-parameters not given are the base checkpoint's suggestions, then Llama 2's defaults. The
-    margin table defaults to the dataset's.
+    margin table defaults to the dataset's. With an ``idempotency_key``, use `run_create_once`, which
+    answers a retried request with the run the first one created.
     """
     if dataset.status == JobStatus.FAILED:
         raise InvalidInput("This dataset build failed; build it again before training on it.", field="dataset")
@@ -298,9 +300,42 @@ def run_create(
             n_train_pairs=split_counts.get(rules.TRAIN, 0),
             n_eval_pairs=split_counts.get(rules.TEST, 0),
             created_by=created_by,
+            idempotency_key=idempotency_key or None,
         )
         jobs.enqueue(TRAINING, [run.pk])
     return run
+
+
+@dataclass(frozen=True)
+class RunCreated:
+    run: TrainingRun
+    created: bool
+
+
+def run_create_once(*, created_by: User, idempotency_key: str, dataset: DatasetBuild, **fields: Any) -> RunCreated:
+    """`run_create`, at most once per (person, key): a client that timed out and retries, or a double
+    click, gets the run the first request created instead of a second run. The same key sent for a
+    different dataset or base checkpoint is refused (409), as it is for ratings."""
+
+    def earlier() -> TrainingRun | None:
+        run = TrainingRun.objects.filter(created_by=created_by, idempotency_key=idempotency_key).first()
+        if run is not None and (run.dataset_id, run.base_checkpoint_id) != (dataset.pk, fields["base_checkpoint"].pk):
+            raise Conflict(
+                "This idempotency key was already used for another training run; send a new key.",
+                field="idempotency_key",
+            )
+        return run
+
+    if (run := earlier()) is not None:
+        return RunCreated(run, created=False)
+    try:
+        with transaction.atomic():
+            return RunCreated(
+                run_create(created_by=created_by, dataset=dataset, idempotency_key=idempotency_key, **fields),
+                created=True,
+            )
+    except IntegrityError:  # the same key committed by a concurrent request in the meantime
+        return RunCreated(earlier(), created=False)
 
 
 def latest_checkpoint(run: TrainingRun) -> str:

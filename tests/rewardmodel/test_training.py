@@ -19,11 +19,11 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from benchmarks.reward_training import HELD_OUT_TOPICS, TRAIN_TOPICS, minilm_dir, synthetic_pairs
+from preference_data.rules import MARGIN_TABLES
 from rewardmodel.evaluation import score_pairs
+from rewardmodel.hyperparameters import TrainingConfig
 from rewardmodel.scoring import load_reward_model, pad_batch, render_parts, score
 from rewardmodel.training import (
-    MARGIN_TABLES,
-    TrainingConfig,
     encode_training_data,
     length_grouped_batches,
     lr_at,
