@@ -31,6 +31,9 @@ migrate: setup
 	$(PY) manage.py collectstatic --noinput -v0
 
 # The web server, a Celery worker and beat, on SQLite and the embedded file broker (no Redis needed).
+# PREFLAB_DEMO (also for `migrate` when it runs as part of the demo): DEBUG on, plain HTTP, and a
+# secret key generated once into var/secret_key; without it the settings are production's.
+demo: export PREFLAB_DEMO ?= 1
 demo: setup migrate
 	$(PY) manage.py preflab_demo
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)

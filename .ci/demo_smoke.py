@@ -69,7 +69,7 @@ def rated_count(base: str, token: str, batch: int) -> int:
 
 
 def rate_one_pair_in_chromium(base: str, batch: int) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
@@ -85,7 +85,9 @@ def rate_one_pair_in_chromium(base: str, batch: int) -> None:
         page.keyboard.press("1")
         page.keyboard.press("s")
         page.keyboard.press("Enter")
-        page.wait_for_function(f"document.querySelector('#today-count').textContent !== {before!r}")
+        # A locator wait, not wait_for_function: that evaluates a string in the page, which the
+        # pages' Content-Security-Policy forbids (no 'unsafe-eval').
+        expect(page.locator("#today-count")).not_to_have_text(before, timeout=30_000)
         page.screenshot(path="var/demo-smoke.png")
         browser.close()
 

@@ -183,6 +183,8 @@ def main() -> None:
 
     print(f"machine: {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}")
     database_url = recreate_database()
+    # PREFLAB_DEMO: a local run (a secret key kept under var/), not production (config/settings/security.py).
+    os.environ.setdefault("PREFLAB_DEMO", "1")
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": "", "PREFLAB_LOG_LEVEL": "WARNING"}
     try:
         subprocess.run(

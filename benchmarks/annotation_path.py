@@ -77,6 +77,8 @@ PROBE_QUEUE = "bench-probe-unconsumed"  # no worker reads it: times a send witho
 
 def _django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    # A local run (plain HTTP, a secret key kept under var/), not production (config/settings/security.py).
+    os.environ.setdefault("PREFLAB_DEMO", "1")
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -411,6 +413,8 @@ def base_env(var_dir: Path) -> dict:
         {
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "DJANGO_DEBUG": "0",
+            # A local run (plain HTTP, a secret key kept under var/), with DEBUG off as production runs.
+            "PREFLAB_DEMO": "1",
             "PREFLAB_VAR_DIR": str(var_dir),
             "PREFLAB_BEAT_SCHEDULE_FILE": str(var_dir / "celerybeat-schedule"),
             "PREFLAB_LOG_LEVEL": "WARNING",

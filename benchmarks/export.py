@@ -46,6 +46,8 @@ def setup_django(database_url: str, media_root: str) -> None:
     os.environ["DATABASE_URL"] = database_url
     os.environ["PREFLAB_MEDIA_ROOT"] = media_root
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    # A local run (plain HTTP, a secret key kept under var/), not production (config/settings/security.py).
+    os.environ.setdefault("PREFLAB_DEMO", "1")
     os.environ.setdefault("PREFLAB_LOG_LEVEL", "WARNING")
     import django
 

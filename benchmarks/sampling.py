@@ -46,6 +46,8 @@ def setup_django(database: Path) -> None:
     os.environ.pop("REDIS_URL", None)
     os.environ["PREFLAB_VAR_DIR"] = str(database.parent)  # the embedded file broker, in the same folder
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    # A local run (plain HTTP, a secret key kept under var/), not production (config/settings/security.py).
+    os.environ.setdefault("PREFLAB_DEMO", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("PREFLAB_LOG_LEVEL", "WARNING")
     import django

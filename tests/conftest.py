@@ -69,7 +69,9 @@ def chromium_browser():
 
 @pytest.fixture
 def page(chromium_browser):
-    context = chromium_browser.new_context(viewport={"width": 1366, "height": 900})
+    # bypass_csp: Playwright's wait_for_function evaluates a string in the page, which the pages'
+    # Content-Security-Policy forbids; tests/frontend/test_error_pages.py drives the pages under it.
+    context = chromium_browser.new_context(viewport={"width": 1366, "height": 900}, bypass_csp=True)
     page = context.new_page()
     page.set_default_timeout(15_000)
     yield page
@@ -83,6 +85,14 @@ WORKER_FIXTURES = ("celery_worker", "embedded_worker", "own_redis")
 def _fast_password_hashing(settings):
     """Factories set a password on every user; PBKDF2 makes that half a second each on a small machine."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _no_login_failures_left_from_another_test():
+    """The log-in lock-out counts failures in the cache (tests.settings: this process's memory)."""
+    from django.core.cache import cache
+
+    cache.clear()
 
 
 @pytest.fixture

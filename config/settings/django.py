@@ -1,11 +1,9 @@
-"""Core Django settings: apps, middleware, templates, static and media files, auth."""
+"""Core Django settings: apps, middleware, templates, static and media files, auth.
 
-from .env import BASE_DIR, env_bool, env_list, env_str
+DEBUG, the secret key and HTTPS are in security.py; passwords, log-in throttles and API tokens in auth.py.
+"""
 
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "preflab-insecure-development-key-change-me-in-production")
-DEBUG = env_bool("DJANGO_DEBUG", True)
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver", "[::1]"])
-CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+from .env import BASE_DIR, env_str
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -40,6 +38,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "core.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -64,9 +63,6 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
-AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
-]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
