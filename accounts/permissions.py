@@ -23,3 +23,11 @@ class IsResearcherOrVendorManager(BasePermission):
     def has_permission(self, request, view) -> bool:
         user = request.user
         return bool(user and user.is_authenticated and (user.is_researcher or user.is_vendor_manager))
+
+
+class IsAdmin(BasePermission):
+    message = "Only admins can do this."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and (user.role == "admin" or user.is_superuser))

@@ -1,9 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
-from rest_framework.authtoken.views import obtain_auth_token
 
 from accounts import apis as accounts_apis
+from accounts import token_apis
 from agreement import apis as agreement_apis
 from annotation import apis as annotation_apis
 from core.routing import IdRouter
@@ -43,7 +43,9 @@ api_urlpatterns = [
     path("leaderboard/rankings/", leaderboard_apis.leaderboard_rankings, name="leaderboard-rankings"),
     path("leaderboard/matrix/", leaderboard_apis.leaderboard_matrix, name="leaderboard-matrix"),
     path("leaderboard/judgings/", leaderboard_apis.judging_create, name="leaderboard-judging-create"),
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", token_apis.TokenObtainView.as_view(), name="api-token"),
+    path("auth/token/rotate/", token_apis.token_rotate_own, name="api-token-rotate"),
+    path("auth/tokens/<id:user_id>/", token_apis.token_revoke, name="api-token-revoke"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -5,6 +5,7 @@ import core.routing  # noqa: F401  (registers the <id:…> converter)
 
 from . import (
     views,
+    views_accounts,
     views_agreement,
     views_datasets,
     views_leaderboard,
@@ -15,7 +16,7 @@ from . import (
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", views_accounts.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("annotate/", views.annotate_index, name="annotate-index"),
     path("annotate/<id:batch_id>/", views.rate, name="rate"),

@@ -1,9 +1,10 @@
 """Django REST Framework and the OpenAPI schema."""
 
 REST_FRAMEWORK = {
+    # Token first: a request without credentials answers 401 with `WWW-Authenticate: Token`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     # DRF's parsers plus the text rule (core/text.py) on every string of every body.
     "DEFAULT_PARSER_CLASSES": [
