@@ -4,6 +4,7 @@ prompt-pool fill and generation jobs. Forms post here; the views validate input 
 import re
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -11,8 +12,9 @@ from django.views.decorators.http import require_POST
 
 from annotation import selectors as annotation_selectors
 from config.exceptions import DomainError
+from rewardmodel import selectors as rewardmodel_selectors
 from sampling import selectors, services
-from sampling.models import Backend, ChatTemplate, JobStatus, TemperatureMode
+from sampling.models import Backend, ChatTemplate, JobStatus, PairSelection, TemperatureMode
 from sampling.variant_backends import EMBEDDED_CHECKPOINT
 
 from .views import researcher_required
@@ -61,10 +63,18 @@ class PolicyForm(forms.Form):
         required=False, min_value=1, max_value=services.MAX_NEW_TOKENS_LIMIT, help_text="Empty: each variant's own."
     )
     max_resample_attempts = forms.IntegerField(min_value=0, max_value=services.MAX_RESAMPLE_ATTEMPTS, initial=3)
+    selection = forms.ChoiceField(choices=PairSelection.choices, initial=PairSelection.RANDOM, required=False)
+    candidates = forms.IntegerField(min_value=3, max_value=settings.PREFLAB_BEST_OF_K_MAX, initial=4, required=False)
+    reward_run = forms.TypedChoiceField(coerce=int, required=False, empty_value=None)
+    safety_run = forms.TypedChoiceField(coerce=int, required=False, empty_value=None)
 
-    def __init__(self, *args, variants, **kwargs):
+    def __init__(self, *args, variants, reward_runs, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["variants"].choices = [(v.pk, str(v)) for v in variants]
+        self.reward_runs = {run.pk: run for run in reward_runs}
+        runs = [(run.pk, f"{run.name} ({run.kind})") for run in reward_runs]
+        self.fields["reward_run"].choices = [("", "None"), *runs]
+        self.fields["safety_run"].choices = [("", "None"), *runs]
 
     def clean_temperatures(self) -> list[float]:
         try:
@@ -160,8 +170,13 @@ def batch_sampling(request, batch_id: int):
             "temperatures": ", ".join(f"{t:g}" for t in policy.temperatures),
             "max_new_tokens": policy.max_new_tokens,
             "max_resample_attempts": policy.max_resample_attempts,
+            "selection": policy.selection,
+            "candidates": policy.candidates,
+            "reward_run": policy.reward_run_id,
+            "safety_run": policy.safety_run_id,
         }
-    form = PolicyForm(request.POST or None, initial=initial, variants=offered)
+    reward_runs = list(rewardmodel_selectors.scorable_runs(request.user))
+    form = PolicyForm(request.POST or None, initial=initial, variants=offered, reward_runs=reward_runs)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -172,6 +187,10 @@ def batch_sampling(request, batch_id: int):
                 temperatures=data["temperatures"],
                 max_new_tokens=data["max_new_tokens"],
                 max_resample_attempts=data["max_resample_attempts"],
+                selection=data["selection"] or PairSelection.RANDOM,
+                candidates=data["candidates"] or 4,
+                reward_run=form.reward_runs.get(data["reward_run"]),
+                safety_run=form.reward_runs.get(data["safety_run"]),
                 updated_by=request.user,
             )
         except DomainError as exc:

@@ -89,6 +89,10 @@ class PairPolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             temperatures=values["temperatures"],
             max_new_tokens=values["max_new_tokens"],
             max_resample_attempts=values["max_resample_attempts"],
+            selection=values["selection"],
+            candidates=values["candidates"],
+            reward_run=values["reward_run"],
+            safety_run=values["safety_run"],
             updated_by=request.user,
         )
         return Response(PairPolicySerializer(self.get_queryset().get(pk=policy.pk)).data)

@@ -95,3 +95,28 @@ def draw_pair(
 def new_seed(rng: random.Random) -> int:
     """A sampling seed that fits a signed 64-bit column and torch's ``manual_seed``."""
     return rng.getrandbits(63)
+
+
+def draw_candidates(
+    variant_ids: Sequence[int], temperatures: TemperatureSpec, k: int, rng: random.Random
+) -> list[SideDraw]:
+    """K sides for a reward-model-chosen pair: the eligible variants taken in turn (in a random
+    order) and temperatures spread the same way over the set (or drawn from the range), so the K
+    candidates cover the policy before the reward model picks two of them."""
+    if not variant_ids:
+        raise PolicyError("The pair policy has no eligible model variant.")
+    if k < 2:
+        raise PolicyError("A reward-model-chosen pair needs at least two candidates.")
+    variants = sorted(set(variant_ids))
+    rng.shuffle(variants)
+    if temperatures.mode == "set":
+        values = list(temperatures.values)
+        rng.shuffle(values)
+        # Shift the temperature cycle by one at each round of the variants, so each variant meets
+        # several temperatures and, over enough candidates, every one.
+        n = len(variants)
+        chosen_temperatures = [values[(i % n + i // n) % len(values)] for i in range(k)]
+    else:
+        low, high = temperatures.values
+        chosen_temperatures = [round(rng.uniform(low, high), TEMPERATURE_DECIMALS) for _ in range(k)]
+    return [SideDraw(variants[i % len(variants)], chosen_temperatures[i], new_seed(rng)) for i in range(k)]

@@ -99,6 +99,15 @@ class TemperatureMode(models.TextChoices):
     RANGE = "range", "Two different values drawn from a range"
 
 
+class PairSelection(models.TextChoices):
+    """How the two responses of a pair are chosen (sampling.pair_rules)."""
+
+    RANDOM = "random", "Two random draws"
+    UNCERTAIN = "uncertain", "Reward model: most uncertain pair (smallest reward gap)"
+    BEST_WORST = "best_worst", "Reward model: best against worst"
+    DISAGREE = "disagree", "Reward models: helpfulness and safety disagree"
+
+
 class PairPolicy(models.Model):
     """How a batch's pairs are sampled: which variants are eligible and which temperatures.
 
@@ -118,6 +127,28 @@ class PairPolicy(models.Model):
     )
     max_resample_attempts = models.PositiveSmallIntegerField(
         default=3, help_text="Times a response is sampled again when both texts of a pair are identical."
+    )
+    # Active learning: sample `candidates` responses per prompt, score them with the reward model(s)
+    # and let the rule pick the pair (see sampling.pair_rules).
+    selection = models.CharField(max_length=20, choices=PairSelection.choices, default=PairSelection.RANDOM)
+    candidates = models.PositiveSmallIntegerField(
+        default=4, help_text="K: responses sampled per prompt when a reward model chooses the pair."
+    )
+    reward_run = models.ForeignKey(
+        "rewardmodel.TrainingRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The reward model that scores the candidates (the helpfulness model for 'disagree').",
+    )
+    safety_run = models.ForeignKey(
+        "rewardmodel.TrainingRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="A safety model: the hybrid reward, and the second opinion of 'disagree'.",
     )
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -30,7 +30,12 @@ def variants_for_policy() -> QuerySet[ModelVariant]:
 
 
 def policy_for(batch: Batch) -> PairPolicy | None:
-    return PairPolicy.objects.filter(batch=batch).prefetch_related("variants").first()
+    return (
+        PairPolicy.objects.filter(batch=batch)
+        .select_related("reward_run", "safety_run")
+        .prefetch_related("variants")
+        .first()
+    )
 
 
 def policies_for(user: User) -> QuerySet[PairPolicy]:

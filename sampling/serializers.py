@@ -10,7 +10,16 @@ from rewardmodel.models import TrainingRun
 
 from . import selectors
 from .failures import NOT_RETRYABLE
-from .models import Backend, ChatTemplate, GenerationJob, JobStatus, ModelVariant, PairPolicy, TemperatureMode
+from .models import (
+    Backend,
+    ChatTemplate,
+    GenerationJob,
+    JobStatus,
+    ModelVariant,
+    PairPolicy,
+    PairSelection,
+    TemperatureMode,
+)
 
 
 class ModelVariantSerializer(serializers.ModelSerializer):
@@ -122,6 +131,10 @@ class PairPolicySerializer(serializers.ModelSerializer):
             "temperatures",
             "max_new_tokens",
             "max_resample_attempts",
+            "selection",
+            "candidates",
+            "reward_run",
+            "safety_run",
             "updated_by",
             "updated_at",
         ]
@@ -134,6 +147,18 @@ class PairPolicyWriteSerializer(serializers.Serializer):
     temperatures = serializers.ListField(child=serializers.FloatField(), allow_empty=False)
     max_new_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
     max_resample_attempts = serializers.IntegerField(min_value=0, default=3)
+    selection = serializers.ChoiceField(
+        choices=PairSelection.choices,
+        default=PairSelection.RANDOM,
+        help_text="random, or a reward model chooses the pair among `candidates` samples by a rule.",
+    )
+    candidates = serializers.IntegerField(min_value=3, default=4, help_text="K samples per prompt to choose from.")
+    reward_run = serializers.PrimaryKeyRelatedField(
+        queryset=TrainingRun.objects.all(), required=False, allow_null=True, default=None
+    )
+    safety_run = serializers.PrimaryKeyRelatedField(
+        queryset=TrainingRun.objects.all(), required=False, allow_null=True, default=None
+    )
 
 
 class FillSerializer(serializers.Serializer):

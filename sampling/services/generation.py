@@ -23,10 +23,20 @@ from django.utils import timezone
 from annotation.models import Batch, Comparison, Prompt, Response, Turn
 from core import jobs
 
+from .. import pair_rules
 from ..backends import EndpointFailure, GenerationRequest, GenerationResult, ModelUnavailable, SamplingError
-from ..draws import PolicyError, SideDraw, TemperatureSpec, draw_pair, new_seed
+from ..draws import PolicyError, SideDraw, TemperatureSpec, draw_candidates, draw_pair, new_seed
 from ..failures import Failure, failure, failure_from_exception
-from ..models import SAMPLED_BACKENDS, Backend, FailureCode, GenerationJob, JobStatus, ModelVariant, PairPolicy
+from ..models import (
+    SAMPLED_BACKENDS,
+    Backend,
+    FailureCode,
+    GenerationJob,
+    JobStatus,
+    ModelVariant,
+    PairPolicy,
+    PairSelection,
+)
 from ..templates import Message, TemplateError
 from ..variant_backends import backend_for, backend_key, request_for
 from .job_queue import GENERATION, interrupted_fields, job_mark_failed
@@ -49,6 +59,9 @@ class PairPlan:
     rng: random.Random
     sides: list[PlannedSide] = field(default_factory=list)
     failure: Failure | None = None
+    # A reward-model-chosen pair: the K candidates sampled, and the record of the choice.
+    candidates: list[PlannedSide] = field(default_factory=list)
+    selection: dict[str, Any] | None = None
 
     @property
     def identical_or_empty(self) -> PlannedSide | None:
@@ -171,9 +184,13 @@ def pair_plan(job: GenerationJob) -> PairPlan:
         [v["id"] for v in snapshot.get("variants", [])]
     )
     usable = [pk for pk, v in variants.items() if v.backend in SAMPLED_BACKENDS]
+    chosen_by_model = snapshot.get("selection", PairSelection.RANDOM) != PairSelection.RANDOM
     try:
         spec = TemperatureSpec.parse(snapshot.get("temperature_mode", ""), snapshot.get("temperatures", []))
-        draws = draw_pair(usable, spec, plan.rng)
+        if chosen_by_model:
+            draws = draw_candidates(usable, spec, int(snapshot.get("candidates", 4)), plan.rng)
+        else:
+            draws = draw_pair(usable, spec, plan.rng)
     except PolicyError as exc:
         plan.failure = failure(FailureCode.NO_VARIANTS, f"The pair policy cannot sample: {exc}")
         return plan
@@ -191,15 +208,21 @@ def pair_plan(job: GenerationJob) -> PairPlan:
         except ValueError as exc:
             plan.failure = failure(FailureCode.INTERNAL, f"{variant}: cannot build the request: {exc}")
             return plan
-        plan.sides.append(PlannedSide(draw=draw, variant=variant, request=request))
+        (plan.candidates if chosen_by_model else plan.sides).append(
+            PlannedSide(draw=draw, variant=variant, request=request)
+        )
     return plan
 
 
 def _sample(plans: list[PairPlan]) -> None:
     """Generate every side, then sample again the sides of pairs that came out identical (or empty)."""
-    pending = [(plan, side) for plan in plans if plan.failure is None for side in plan.sides]
+    pending = [(plan, side) for plan in plans if plan.failure is None for side in plan.candidates or plan.sides]
+    first_round = True
     while pending:
         _generate(pending)
+        if first_round:
+            _choose_pairs([plan for plan in plans if plan.candidates and plan.failure is None])
+            first_round = False
         pending = []
         for plan in plans:
             if plan.failure is not None:
@@ -220,6 +243,76 @@ def _sample(plans: list[PairPlan]) -> None:
             side.draw = replace(side.draw, seed=seed)
             side.request = replace(side.request, seed=seed)
             pending.append((plan, side))
+
+
+def _choose_pairs(plans: list[PairPlan]) -> None:
+    """Score each plan's K candidates with the policy's reward model(s) and keep the pair its rule
+    picks (sampling.pair_rules); the scores and the choice are kept for the responses' records."""
+    from rewardmodel.models import TrainingRun
+    from rewardmodel.services.rewards import candidate_rewards
+
+    for plan in plans:
+        snapshot = plan.job.policy
+        rule = snapshot["selection"]
+        run_ids = [snapshot.get("reward_run"), snapshot.get("safety_run")]
+        runs = TrainingRun.objects.in_bulk([pk for pk in run_ids if pk])
+        run, safety_run = (runs.get(pk) if pk else None for pk in run_ids)
+        if run is None or (snapshot.get("safety_run") and safety_run is None):
+            plan.failure = failure(
+                FailureCode.MODEL_MISSING, "The reward model that chooses this policy's pairs was deleted."
+            )
+            continue
+        items = [(list(side.request.messages), side.result.text) for side in plan.candidates]
+        try:
+            scores = candidate_rewards(
+                run=run, safety_run=safety_run, items=items, is_safety_prompt=plan.job.batch.is_safety
+            )
+        except Exception as exc:
+            logger.warning("scoring the candidates of job %s failed", plan.job.pk, exc_info=True)
+            detail = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
+            plan.failure = failure(FailureCode.MODEL_MISSING, f"Scoring the candidates failed: {detail}")
+            continue
+        candidates = [
+            pair_rules.Candidate(
+                index=i,
+                variant_id=side.variant.pk,
+                temperature=side.request.temperature,
+                text=side.result.text,
+                reward=score["reward"],
+                helpfulness=score["helpfulness"]["probability"] if safety_run else score["reward"],
+                safety=score["safety"]["probability"] if safety_run else None,
+            )
+            for i, (side, score) in enumerate(zip(plan.candidates, scores, strict=True))
+        ]
+        choice = pair_rules.choose_pair(candidates, rule)
+        if choice is None:
+            plan.failure = failure(
+                FailureCode.IDENTICAL, f"All {len(candidates)} candidates were identical or empty; no pair to compare."
+            )
+            continue
+        plan.sides = [plan.candidates[choice.first], plan.candidates[choice.second]]
+        plan.selection = {
+            "rule": rule,
+            "k": len(candidates),
+            "reward_run": run.pk,
+            "safety_run": safety_run.pk if safety_run else None,
+            "chosen": [choice.first, choice.second],
+            "gap": choice.gap,
+            "fallback": choice.fallback,
+            "candidates": [
+                {
+                    "index": c.index,
+                    "variant": {"id": side.variant.pk, "name": side.variant.name, "version": side.variant.version},
+                    "temperature": c.temperature,
+                    "seed": side.request.seed,
+                    "text": c.text,
+                    "reward": c.reward,
+                    "helpfulness": c.helpfulness,
+                    "safety": c.safety,
+                }
+                for c, side in zip(candidates, plan.candidates, strict=True)
+            ],
+        }
 
 
 def _generate(pending: list[tuple[PairPlan, PlannedSide]]) -> None:
@@ -300,6 +393,7 @@ def _generation_record(plan: PairPlan, side: PlannedSide, label: str) -> dict[st
         },
         "resampled": side.resampled,
         "policy": plan.job.policy,
+        "pair_selection": plan.selection,
         "job_seed": plan.job.seed,
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
