@@ -207,3 +207,30 @@ def test_an_admin_revokes_tokens_in_the_django_admin():
     assert "Revoked 2 API tokens" in answer.content.decode()
     assert list(Token.objects.values_list("key", flat=True)) == [tokens[kept.pk]]
     assert "revoke_api_tokens" in site._registry[User].actions
+
+
+def test_log_ins_go_on_when_the_cache_does_not_answer(settings):
+    """Redis down: the lock-out cannot count, and log-ins work rather than fail."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+    UserFactory(username="ada")
+    assert token_of("ada", "wrong").status_code == 400
+    assert token_of("ada").status_code == 200
+    assert Client().post("/login/", {"username": "ada", "password": "pw-for-tests"}).status_code == 302
+
+
+def test_an_expired_form_answers_the_styled_page():
+    browser = Client(enforce_csrf_checks=True)
+    answer = browser.post("/login/", {"username": "ada", "password": "whatever"})
+    assert answer.status_code == 403
+    assert "This form has expired" in answer.content.decode()
