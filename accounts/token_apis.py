@@ -9,6 +9,7 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 
 from . import lockout
 from .models import User
@@ -33,17 +34,33 @@ def _token_answer(token) -> Response:
     return Response(TokenAnswerSerializer({"token": token.key, "expires_at": token_expires_at(token)}).data)
 
 
+class LoginLockoutThrottle(BaseThrottle):
+    """The log-in lock-out as a DRF throttle: a request is refused while its username or its address
+    is locked out (failures are counted by the view, as only a failed password counts)."""
+
+    def allow_request(self, request: Request, view) -> bool:
+        self.seconds = lockout.retry_after(
+            username=str(request.data.get("username", "")), address=lockout.client_address(request)
+        )
+        return self.seconds is None
+
+    def wait(self) -> int | None:
+        return self.seconds
+
+
 class TokenObtainView(ObtainAuthToken):
+    throttle_classes = (LoginLockoutThrottle,)
+
+    def throttled(self, request: Request, wait: float) -> None:
+        raise LoginLockedOut(int(wait))
+
     @extend_schema(request=AuthTokenSerializer, responses={200: TokenAnswerSerializer}, auth=[])
     def post(self, request: Request, *args, **kwargs) -> Response:
-        username = str(request.data.get("username", ""))
-        address = lockout.client_address(request)
-        wait = lockout.retry_after(username=username, address=address)
-        if wait:
-            raise LoginLockedOut(wait)
         serializer = self.get_serializer(data=request.data)
         if not serializer.is_valid():
-            lockout.failure_record(username=username, address=address)
+            lockout.failure_record(
+                username=str(request.data.get("username", "")), address=lockout.client_address(request)
+            )
             raise exceptions.ValidationError(serializer.errors)
         return _token_answer(token_for_login(user=serializer.validated_data["user"]))
 
