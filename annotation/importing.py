@@ -4,7 +4,8 @@ The whole file is read and checked before anything is written; every error names
 the field so the researcher can fix the file in one pass.
 
 Prompt lines:      {"text": "...", "tags": ["..."]}
-Comparison lines:  {"prompt": "..."} or {"dialogue": [{"role": "user", "content": "..."}, ...]},
+Comparison lines:  {"prompt": "..."} or {"dialogue": [{"role": "user", "content": "..."}, ...]} (a
+                   {"role": "system"} message may come first),
                    plus "responses": [{"text", "variant", "temperature", "top_p"?, "max_new_tokens"?}] x 2
 
 Every string follows the text rule (core/text.py): control characters are refused, and chat-template
@@ -147,11 +148,15 @@ def _dialogue(obj: dict, where: str, errors: list[str], allow_markup: bool) -> l
         errors.append(f"{where}, field prompt: missing (give a prompt string or a dialogue list)")
         return None
     dialogue = []
+    start = 1 if isinstance(turns[0], dict) and turns[0].get("role") == "system" else 0
     for i, turn in enumerate(turns):
-        expected = "user" if i % 2 == 0 else "assistant"
+        expected = "system" if i < start else ("user" if (i - start) % 2 == 0 else "assistant")
         turn_where = f"{where}, field dialogue[{i}]"
         if not isinstance(turn, dict) or turn.get("role") != expected:
-            errors.append(f"{turn_where}.role: must be {expected!r} (turns alternate, starting with the user)")
+            errors.append(
+                f"{turn_where}.role: must be {expected!r} (an optional system message first, then turns alternate, "
+                "starting with the user)"
+            )
             return None
         content = _text(turn, "content", turn_where, errors, allow_markup=allow_markup)
         if content is None:

@@ -127,6 +127,7 @@ class Dialogue(models.Model):
 
 class Turn(models.Model):
     class Role(models.TextChoices):
+        SYSTEM = "system", "System"  # only as a dialogue's first turn (imported data)
         USER = "user", "User"
         ASSISTANT = "assistant", "Assistant"
 

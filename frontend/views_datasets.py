@@ -77,7 +77,12 @@ class ImportForm(forms.Form):
         choices=[("helpfulness", "Helpful-style (helpfulness)"), ("safety", "Harmless-style (safety)")]
     )
     format = forms.ChoiceField(
-        choices=[("auto", "Detect"), ("hh_rlhf", "HH-RLHF transcripts"), ("trl", "TRL prompt/chosen/rejected")]
+        choices=[
+            ("auto", "Detect"),
+            ("hh_rlhf", "HH-RLHF transcripts"),
+            ("trl", "TRL prompt/chosen/rejected"),
+            ("ultrafeedback", "UltraFeedback-binarized (scores map to strengths)"),
+        ]
     )
     file = forms.FileField()
 

@@ -56,6 +56,7 @@ class Component(models.TextChoices):
 class ExternalFormat(models.TextChoices):
     HH_RLHF = "hh_rlhf", "Anthropic HH-RLHF transcripts"
     TRL = "trl", "TRL preference (prompt / chosen / rejected)"
+    ULTRAFEEDBACK = "ultrafeedback", "UltraFeedback-binarized (prompt, conversations, scores)"
 
 
 class ExportFormat(models.TextChoices):

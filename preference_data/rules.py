@@ -424,8 +424,14 @@ _HH_SPEAKER = {"user": "Human", "assistant": "Assistant"}
 
 
 def hh_transcript(context: Iterable[Message], response: str) -> str:
-    """An Anthropic HH-RLHF transcript: "\\n\\nHuman: ...\\n\\nAssistant: ..." ending with `response`."""
-    parts = [f"\n\n{_HH_SPEAKER[m['role']]}: {m['content']}" for m in context]
+    """An Anthropic HH-RLHF transcript: "\\n\\nHuman: ...\\n\\nAssistant: ..." ending with `response`.
+
+    HH-RLHF has no system role: a system message is written as the text before the first
+    "\\n\\nHuman:", which is where Preflab's importer reads one back from.
+    """
+    parts = [
+        m["content"] if m["role"] == "system" else f"\n\n{_HH_SPEAKER[m['role']]}: {m['content']}" for m in context
+    ]
     parts.append(f"\n\nAssistant: {response}")
     return "".join(parts)
 

@@ -110,6 +110,6 @@ class ExternalSourceSerializer(serializers.ModelSerializer):
 class ExternalSourceImportSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     focus = serializers.ChoiceField(choices=["helpfulness", "safety"])
-    format = serializers.ChoiceField(choices=["auto", "hh_rlhf", "trl"], default="auto")
+    format = serializers.ChoiceField(choices=["auto", "hh_rlhf", "trl", "ultrafeedback"], default="auto")
     description = serializers.CharField(required=False, allow_blank=True, default="")
     file = serializers.FileField()

@@ -140,9 +140,11 @@ def request_for(
     max_new_tokens: int | None = None,
 ) -> GenerationRequest:
     variant = generating_variant(variant)
+    # A dialogue that brings its own system message (imported data) keeps it instead of the variant's.
+    own_system = bool(messages) and messages[0].get("role") == "system"
     return GenerationRequest(
         messages=messages,
-        system=variant.system_prompt or None,
+        system=None if own_system else variant.system_prompt or None,
         temperature=temperature,
         top_p=variant.top_p,
         max_new_tokens=max_new_tokens or variant.max_new_tokens,

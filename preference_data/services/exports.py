@@ -75,7 +75,8 @@ COLUMN_DOCS = {
         "rejected_response_id": "Preflab response id of the rejected response",
     },
     ExportFormat.HH_RLHF: {
-        "chosen": 'the whole dialogue as "\\n\\nHuman: ...\\n\\nAssistant: ..." ending with the chosen response',
+        "chosen": 'the whole dialogue as "\\n\\nHuman: ...\\n\\nAssistant: ..." ending with the chosen response '
+        "(a system message, if any, is the text before the first Human turn)",
         "rejected": "the same dialogue ending with the rejected response",
         "id": "comparison:<id> or external:<id>",
         "margin": "m(r) for the label's strength",

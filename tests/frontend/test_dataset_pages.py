@@ -106,5 +106,5 @@ def test_a_refused_import_lists_the_lines_and_writes_nothing(client: Client):
         "/research/datasets/import/", {"name": "mine", "focus": "helpfulness", "format": "auto", "file": upload}
     )
     assert response.status_code == 400
-    assert "line 2, field rejected: must be a string or a list of messages" in response.content.decode()
+    assert "line 2 (read as TRL), field rejected: must be a string or a list of messages" in response.content.decode()
     assert not ExternalSource.objects.exists()

@@ -153,5 +153,5 @@ def test_import_open_source_data_through_the_api(researcher_api):
     refused = researcher_api.post("/api/external-sources/", {"name": "broken", "focus": "helpfulness", "file": bad})
     assert refused.status_code == 400
     assert refused.json()["field"] == "file"
-    assert refused.json()["errors"] == ["line 3, field rejected: must be a string or a list of messages"]
+    assert refused.json()["errors"] == ["line 3 (read as TRL), field rejected: must be a string or a list of messages"]
     assert ExternalSource.objects.count() == 1 and ExternalComparison.objects.count() == 2

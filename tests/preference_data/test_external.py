@@ -106,7 +106,7 @@ def test_malformed_jsonl_lists_every_problem_with_its_line():
     assert errors[2] == "line 4, field chosen: turn 1 should be Assistant (turns alternate, starting with Human)"
     assert errors[3] == "line 4, field rejected: turn 1 should be Assistant (turns alternate, starting with Human)"
     assert errors[4].startswith("line 5: the chosen and rejected responses are identical")
-    assert errors[5].startswith('line 6, field chosen: must start with "\\n\\nHuman:"')
+    assert errors[5].startswith("line 6: chosen and rejected differ before their last Assistant turn (first at turn 0)")
     assert errors[6] == "line 7, field rejected: must be a string, got missing"
     assert errors[7] == "line 8: expected a JSON object, got list"
     assert len(errors) == 8
@@ -132,10 +132,10 @@ def test_malformed_trl_rows_name_the_field():
     errors = caught.value.errors
     assert errors[0] == "line 2, field prompt: must not be empty"
     assert errors[1].startswith("line 3, field prompt[0]: role 'assistant' where 'user' was expected")
-    assert "system messages are not supported" in errors[2] and errors[2].startswith("line 4, field prompt[0]")
-    assert errors[3] == "line 5, field chosen: must hold exactly one assistant message when a prompt is given"
-    assert errors[4].startswith("line 6, field strength: 'much_better' is not one of")
-    assert errors[5] == "line 7, field chosen: must be a string or a list of messages"
+    assert errors[2] == "line 5, field chosen: must hold exactly one assistant message when a prompt is given"
+    assert errors[3].startswith("line 6, field strength: 'much_better' is not one of")
+    assert errors[4] == "line 7, field chosen: must be a string or a list of messages"
+    assert len(errors) == 5  # line 4's system message is kept
 
 
 def test_malformed_parquet_names_rows_and_missing_columns():
@@ -166,3 +166,114 @@ def test_iter_external_rereads_the_file_from_the_start():
     assert source.tell() == 0
     assert [p.line for p in iter_external(source, info.format)] == [1, 2]
     assert [p.line for p in iter_external(source, info.format)] == [1, 2]
+
+
+ULTRAFEEDBACK = {
+    "prompt": "Write a haiku about rain.",
+    "prompt_id": "abc",
+    "chosen": [
+        {"role": "user", "content": "Write a haiku about rain."},
+        {"role": "assistant", "content": "Soft rain on the roof / ..."},
+    ],
+    "rejected": [
+        {"role": "user", "content": "Write a haiku about rain."},
+        {"role": "assistant", "content": "Rain is water."},
+    ],
+    "messages": [],
+    "score_chosen": 8.5,
+    "score_rejected": 4.0,
+}
+
+
+@pytest.mark.parametrize(
+    ("scores", "strength"),
+    [
+        ((9, 6), "significantly_better"),
+        ((8.5, 6), "better"),
+        ((7, 6), "slightly_better"),
+        ((6.5, 6), "negligibly_better"),
+        ((6, 6), "negligibly_better"),
+    ],
+)
+def test_ultrafeedback_rows_drop_the_repeated_prompt_and_map_the_score_gap_to_a_strength(scores, strength):
+    row = {**ULTRAFEEDBACK, "score_chosen": scores[0], "score_rejected": scores[1]}
+    info, (pair,) = parse_external(jsonl(row))
+    assert info.format == "ultrafeedback"
+    assert pair.context == [{"role": "user", "content": "Write a haiku about rain."}]
+    assert (pair.chosen, pair.rejected, pair.strength) == ("Soft rain on the roof / ...", "Rain is water.", strength)
+
+
+def test_an_explicit_strength_wins_over_the_scores_and_bad_scores_are_refused():
+    _, (pair,) = parse_external(jsonl({**ULTRAFEEDBACK, "strength": "slightly_better"}))
+    assert pair.strength == "slightly_better"
+    reversed_scores = {**ULTRAFEEDBACK, "score_chosen": 2.0}
+    not_repeated = {
+        **ULTRAFEEDBACK,
+        "chosen": [{"role": "user", "content": "Another prompt"}, ULTRAFEEDBACK["chosen"][1]],
+    }
+    with pytest.raises(ExternalFileError) as caught:
+        validate_external(jsonl(ULTRAFEEDBACK, reversed_scores, not_repeated))
+    assert caught.value.errors == [
+        "line 2 (read as UltraFeedback), field score_chosen: 2 is below score_rejected 4; the chosen response must "
+        "score at least as high",
+        "line 3 (read as UltraFeedback), field chosen: must repeat the prompt's turns and end with one assistant "
+        "reply (1 prompt turn(s) expected before it)",
+    ]
+
+
+def test_ultrafeedback_from_parquet_keeps_its_scores():
+    info, (pair,) = parse_external(parquet([ULTRAFEEDBACK]))
+    assert (info.format, pair.strength) == ("ultrafeedback", "significantly_better")
+
+
+def test_implicit_prompt_plain_strings_split_at_the_shared_prefix():
+    info, (pair, other) = parse_external(
+        jsonl(
+            {"chosen": "The sky is blue.", "rejected": "The sky is green."},
+            {"chosen": "Tell me a colour: black", "rejected": "Tell me a colour: blue"},
+        )
+    )
+    assert info.format == "trl"
+    assert (pair.context, pair.chosen, pair.rejected) == (
+        [{"role": "user", "content": "The sky is"}],
+        "blue.",
+        "green.",
+    )
+    assert (other.context[0]["content"], other.chosen, other.rejected) == ("Tell me a colour:", "black", "blue")
+    with pytest.raises(ExternalFileError, match="share no prompt"):
+        validate_external(jsonl({"chosen": "Yes.", "rejected": "No."}))
+
+
+def test_system_messages_are_kept_in_every_style():
+    system = {"role": "system", "content": "You are a terse assistant."}
+    trl = {"prompt": [system, {"role": "user", "content": "Hi"}], "chosen": "Hi.", "rejected": "Hello there, friend!"}
+    implicit = {
+        "chosen": [system, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hi."}],
+        "rejected": [system, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
+    }
+    _, pairs = parse_external(jsonl(trl, implicit))
+    assert [p.context[0] for p in pairs] == [system, system]
+    hh = {
+        "chosen": "You are a terse assistant.\n\nHuman: Hi\n\nAssistant: Hi.",
+        "rejected": "You are a terse assistant.\n\nHuman: Hi\n\nAssistant: Hello!",
+    }
+    _, (pair,) = parse_external(jsonl(hh))
+    assert pair.context == [system, {"role": "user", "content": "Hi"}]
+    late = {
+        "prompt": [{"role": "user", "content": "Hi"}, system, {"role": "user", "content": "x"}],
+        "chosen": "a",
+        "rejected": "b",
+    }
+    with pytest.raises(ExternalFileError, match="a system message may only come first"):
+        validate_external(jsonl(late))
+
+
+def test_a_file_mixing_formats_says_which_format_each_line_was_read_as():
+    with pytest.raises(ExternalFileError) as caught:
+        validate_external(jsonl(TRL_PLAIN, HH, ULTRAFEEDBACK, {"prompt": "", "chosen": "a", "rejected": "b"}))
+    assert caught.value.errors == [
+        "line 2: reads as HH-RLHF, but the file is TRL (detected from line 1); put each format in a file of its own",
+        "line 3: reads as UltraFeedback, but the file is TRL (detected from line 1); put each format in a file of "
+        "its own",
+        "line 4 (read as TRL), field prompt: must not be empty",
+    ]

@@ -320,7 +320,7 @@ def test_a_malformed_import_writes_nothing(researcher):
         import_source("broken", "helpfulness", bad)
     assert caught.value.field == "file"
     assert caught.value.extra["errors"] == [
-        "line 2: the chosen and rejected responses are identical (no preference to learn)"
+        "line 2 (read as TRL): the chosen and rejected responses are identical (no preference to learn)"
     ]
     assert not ExternalSource.objects.exists() and not ExternalComparison.objects.exists()
     with pytest.raises(InvalidInput, match="helpful-style"):

@@ -51,7 +51,8 @@ function renderContext(turns) {
     div.className = `turn ${turn.role}${isPrompt ? " prompt" : ""}`;
     const who = document.createElement("span");
     who.className = "who";
-    who.textContent = turn.role === "user" ? (isPrompt ? "Prompt" : "User") : "Assistant";
+    const names = { user: isPrompt ? "Prompt" : "User", assistant: "Assistant", system: "System" };
+    who.textContent = names[turn.role] || turn.role;
     const text = document.createElement("div");
     text.className = "text";
     text.textContent = turn.content;
