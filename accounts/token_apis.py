@@ -36,7 +36,7 @@ def _token_answer(token) -> Response:
 
 class LoginLockoutThrottle(BaseThrottle):
     """The log-in lock-out as a DRF throttle: a request is refused while its username or its address
-    is locked out (failures are counted by the view, as only a failed password counts)."""
+    is locked out (accounts.backends counts the failures: only a failed password counts)."""
 
     def allow_request(self, request: Request, view) -> bool:
         self.seconds = lockout.retry_after(
@@ -57,11 +57,7 @@ class TokenObtainView(ObtainAuthToken):
     @extend_schema(request=AuthTokenSerializer, responses={200: TokenAnswerSerializer}, auth=[])
     def post(self, request: Request, *args, **kwargs) -> Response:
         serializer = self.get_serializer(data=request.data)
-        if not serializer.is_valid():
-            lockout.failure_record(
-                username=str(request.data.get("username", "")), address=lockout.client_address(request)
-            )
-            raise exceptions.ValidationError(serializer.errors)
+        serializer.is_valid(raise_exception=True)  # a wrong password is counted by accounts.backends
         return _token_answer(token_for_login(user=serializer.validated_data["user"]))
 
 

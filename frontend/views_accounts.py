@@ -1,4 +1,5 @@
-"""The log-in page, behind the same lock-out as POST /api/auth/token/ (accounts/lockout.py)."""
+"""The log-in page, behind the same lock-out as POST /api/auth/token/ (accounts/lockout.py; failed
+passwords are counted by accounts/backends.py)."""
 
 from django.contrib.auth import views as auth_views
 from django.http import HttpResponse
@@ -18,7 +19,3 @@ class LoginView(auth_views.LoginView):
             response["Retry-After"] = str(wait)
             return response
         return super().post(request, *args, **kwargs)
-
-    def form_invalid(self, form) -> HttpResponse:
-        lockout.failure_record(username=form.data.get("username", ""), address=lockout.client_address(self.request))
-        return super().form_invalid(form)

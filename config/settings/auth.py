@@ -9,8 +9,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-# The log-in page and POST /api/auth/token/ count failed attempts per username and per client address
-# within a sliding window; past either limit they answer 429 saying when to try again.
+# Every password log-in (the log-in page, POST /api/auth/token/, the Django admin) counts failed
+# attempts per username and per client address within a sliding window; past either limit the page
+# and the token endpoint answer 429 saying when to try again (accounts/lockout.py, backends.py).
+AUTHENTICATION_BACKENDS = ["accounts.backends.LoginLockoutGate", "django.contrib.auth.backends.ModelBackend"]
 PREFLAB_LOGIN_FAILURE_WINDOW_SECONDS = env_int("PREFLAB_LOGIN_FAILURE_WINDOW_SECONDS", 300)
 PREFLAB_LOGIN_MAX_FAILURES = env_int("PREFLAB_LOGIN_MAX_FAILURES", 10)
 # Higher: an annotation vendor's office may share one address.

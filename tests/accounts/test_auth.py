@@ -234,3 +234,18 @@ def test_an_expired_form_answers_the_styled_page():
     answer = browser.post("/login/", {"username": "ada", "password": "whatever"})
     assert answer.status_code == 403
     assert "This form has expired" in answer.content.decode()
+
+
+def test_the_django_admin_log_in_shares_the_lock_out(settings):
+    settings.PREFLAB_LOGIN_MAX_FAILURES = 3
+    UserFactory(username="root", is_staff=True, is_superuser=True)
+    browser = Client()
+    for _ in range(3):
+        assert browser.post("/admin/login/", {"username": "root", "password": "wrong"}).status_code == 200
+    refused = browser.post("/admin/login/?next=/admin/", {"username": "root", "password": "pw-for-tests"})
+    assert refused.status_code == 200 and "_auth_user_id" not in browser.session  # the right password, refused
+    assert token_of("root").status_code == 429  # the same count locks the other doors
+    lockout.cache.clear()
+    assert (
+        browser.post("/admin/login/?next=/admin/", {"username": "root", "password": "pw-for-tests"}).status_code == 302
+    )
