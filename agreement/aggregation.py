@@ -13,10 +13,23 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["DawidSkeneResult", "dawid_skene", "dawid_skene_long", "disagreement_share", "majority_vote"]
+__all__ = [
+    "DEFAULT_MAX_ITER",
+    "DawidSkeneResult",
+    "dawid_skene",
+    "dawid_skene_long",
+    "disagreement_share",
+    "majority_vote",
+]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
+
+# EM stops at the tolerance; this cap only guards against a fit that never settles. Slow cases are
+# real: a 600-pair batch with a few near-chance annotators needed 195 iterations to reach 1e-4, and
+# stopping it at 100 left two labels on the wrong side. An iteration costs a few bincounts over the
+# labels, so even 300,000 labels x 10,000 iterations stays within minutes, and is reported.
+DEFAULT_MAX_ITER = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +41,11 @@ class DawidSkeneResult:
     probability that annotator j gives label l to an item whose true class is k (rows sum to 1);
     ``priors[k]`` the estimated share of class k. ``log_likelihood`` is the marginal log-likelihood
     of the observed labels under the final parameters.
+
+    Convergence: ``n_iter`` EM iterations ran; ``final_change`` is the largest amount any posterior
+    moved in the last one, and ``converged`` says whether that fell below ``tolerance`` before
+    ``max_iter`` ran out. An unconverged fit is still a valid estimate, but its labels may change
+    if it were run longer: callers report it rather than hide it.
     """
 
     posteriors: FloatArray
@@ -37,6 +55,24 @@ class DawidSkeneResult:
     n_iter: int
     converged: bool
     log_likelihood: float
+    final_change: float
+    tolerance: float
+    max_iter: int
+
+    def convergence(self) -> dict[str, float | int | bool]:
+        """The convergence report as JSON-ready data."""
+        return {
+            "iterations": self.n_iter,
+            "max_iterations": self.max_iter,
+            "final_change": self.final_change,
+            "tolerance": self.tolerance,
+            "converged": self.converged,
+        }
+
+    def label_posteriors(self) -> FloatArray:
+        """Each item's posterior probability of its own label (``nan`` for unlabelled items)."""
+        chosen = self.posteriors[np.arange(self.labels.size), np.maximum(self.labels, 0)]
+        return np.where(self.labels >= 0, chosen, np.nan)
 
 
 def majority_vote(labels: ArrayLike) -> IntArray:
@@ -53,7 +89,7 @@ def majority_vote(labels: ArrayLike) -> IntArray:
 def dawid_skene(
     labels: ArrayLike,
     n_classes: int | None = None,
-    max_iter: int = 100,
+    max_iter: int = DEFAULT_MAX_ITER,
     tol: float = 1e-6,
     smoothing: float = 0.01,
 ) -> DawidSkeneResult:
@@ -80,7 +116,7 @@ def dawid_skene_long(
     annotators: ArrayLike,
     labels: ArrayLike,
     n_classes: int | None = None,
-    max_iter: int = 100,
+    max_iter: int = DEFAULT_MAX_ITER,
     tol: float = 1e-6,
     smoothing: float = 0.01,
 ) -> DawidSkeneResult:
@@ -110,7 +146,7 @@ def _fit(obs: "_Observations", max_iter: int, tol: float, smoothing: float) -> D
     # One key per (annotator, given label): the row of the confusion counts a label adds to.
     keys = obs.annotators * k_classes + obs.classes
     posteriors = votes[labelled] / votes[labelled].sum(axis=1, keepdims=True)
-    n_iter, converged = 0, False
+    n_iter, converged, change = 0, False, float("inf")
     while not converged and n_iter < max_iter:
         n_iter += 1
         # M-step: counts[(j, l), k] = sum of P(class k) over the items annotator j labelled l.
@@ -128,7 +164,8 @@ def _fit(obs: "_Observations", max_iter: int, tol: float, smoothing: float) -> D
         log_joint = np.log(priors) + np.add.reduceat(log_by_key[keys], starts, axis=0)
         log_evidence = _logsumexp_rows(log_joint)
         updated = np.exp(log_joint - log_evidence[:, None])
-        converged = float(np.abs(updated - posteriors).max()) < tol
+        change = float(np.abs(updated - posteriors).max())
+        converged = change < tol
         posteriors = updated
     all_posteriors = np.tile(priors, (obs.n_items, 1))
     all_posteriors[labelled] = posteriors
@@ -142,6 +179,9 @@ def _fit(obs: "_Observations", max_iter: int, tol: float, smoothing: float) -> D
         n_iter=n_iter,
         converged=converged,
         log_likelihood=float(log_evidence.sum()),
+        final_change=change,
+        tolerance=tol,
+        max_iter=max_iter,
     )
 
 

@@ -6,6 +6,11 @@ the left response is picked), agreement with the majority of the *other* raters,
 (known-answer) items, consistency when a comparison comes back with its sides swapped, and the share
 of "negligibly better / unsure" answers. :func:`flag_outliers` then picks out annotators whose
 figure is far from their peers'.
+
+When one test is run per annotator, some good annotator fails it by chance as the crowd grows:
+:func:`binomial_p_value` gives each annotator's exact p-value and :func:`holm_adjust` corrects them
+for the number of annotators tested (Holm 1979), so that the chance of flagging *any* annotator who
+does not deserve it stays at the chosen level.
 """
 
 from dataclasses import asdict, dataclass
@@ -14,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.stats import binom
 
 __all__ = [
     "OUTLIER_THRESHOLD",
@@ -21,8 +27,10 @@ __all__ = [
     "Proportion",
     "agreement_with_others",
     "agreement_with_others_long",
+    "binomial_p_value",
     "flag_outliers",
     "gold_accuracy",
+    "holm_adjust",
     "position_bias",
     "robust_z_scores",
     "share_unsure",
@@ -246,6 +254,57 @@ def flag_outliers(
         if tail == "high":
             return scores > threshold
     raise ValueError(f"tail must be 'both', 'low' or 'high', got {tail!r}.")
+
+
+def binomial_p_value(
+    successes: int, total: int, p0: float = 0.5, alternative: Literal["two-sided", "less", "greater"] = "two-sided"
+) -> float:
+    """Exact binomial test of ``successes`` out of ``total`` against the share ``p0``.
+
+    ``"less"``: P(X <= successes), evidence that the true share is below ``p0``; ``"greater"``:
+    P(X >= successes). ``"two-sided"`` sums the probabilities of every outcome no more likely than
+    the one seen (the rule R's ``binom.test`` and SciPy's ``binomtest`` use); for ``p0 = 0.5`` it is
+    twice the smaller tail, capped at 1.
+    """
+    if total <= 0:
+        raise ValueError("A binomial test needs at least one trial.")
+    if not 0 <= successes <= total:
+        raise ValueError(f"successes must lie in [0, {total}], got {successes}.")
+    if not 0 < p0 < 1:
+        raise ValueError("p0 must lie strictly between 0 and 1.")
+    if alternative == "less":
+        return float(binom.cdf(successes, total, p0))
+    if alternative == "greater":
+        return float(binom.sf(successes - 1, total, p0))
+    if alternative != "two-sided":
+        raise ValueError(f"alternative must be 'two-sided', 'less' or 'greater', got {alternative!r}.")
+    outcomes = np.arange(total + 1)
+    probabilities = binom.pmf(outcomes, total, p0)
+    # The relative slack keeps outcomes exactly as likely as the one seen from being lost to rounding.
+    seen = probabilities[successes] * (1 + 1e-7)
+    return float(min(1.0, probabilities[probabilities <= seen].sum()))
+
+
+def holm_adjust(p_values: ArrayLike) -> FloatArray:
+    """Holm's (1979) step-down adjusted p-values, in the order given; NaN stays NaN (not tested).
+
+    Sort the m tested p-values ascending; the i-th smallest (from 0) becomes
+    ``max over j <= i of min(1, (m - j) p_(j))``. Rejecting where the adjusted value is below alpha
+    keeps the family-wise error rate (the chance of at least one false rejection) at alpha under any
+    dependence between the tests, and rejects everything Bonferroni would, and often more.
+    """
+    p = np.asarray(p_values, dtype=float).ravel()
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError("p-values must lie in [0, 1].")
+    adjusted = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    if tested.size == 0:
+        return adjusted
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m = order.size
+    steps = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    adjusted[order] = np.maximum.accumulate(steps)
+    return adjusted
 
 
 def _paired(a: ArrayLike, b: ArrayLike) -> tuple[FloatArray, FloatArray]:

@@ -37,12 +37,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .aggregation import dawid_skene_long, disagreement_share
+from .aggregation import DawidSkeneResult, dawid_skene_long, disagreement_share
 from .coefficients import AgreementResult, fleiss_kappa, gwet_ac, krippendorff_alpha
 from .quality import (
     OUTLIER_THRESHOLD,
     agreement_with_others_long,
+    binomial_p_value,
     flag_outliers,
+    holm_adjust,
     position_bias,
     wilson_interval,
 )
@@ -54,9 +56,12 @@ __all__ = [
     "SCALE_LABELS",
     "SIGNED_SCALE",
     "STATISTIC_LABELS",
+    "ComparisonLabels",
     "RatingTable",
     "analyse",
+    "analyse_with_labels",
     "annotator_quality",
+    "comparison_labels",
     "measure_agreement",
     "metric_rows",
     "strength_rows",
@@ -89,15 +94,25 @@ MIN_ITEMS_FOR_FLAG = 5
 MIN_ITEMS_FOR_PEERS = 10
 # ... and this many annotators with such a figure before anyone is compared with the others.
 MIN_PEERS = 5
-# A side preference is flagged when its 95% interval excludes one half and it is at least this large.
+# A side preference is flagged when its exact binomial test against one half, Holm-corrected for the
+# number of annotators tested, rejects at 1 - confidence, and it is at least this large.
 POSITION_BIAS_MIN_DISTANCE = 0.1
+# The absolute floors that need no gold and no well-behaved peers: an annotator is flagged when the
+# 95% interval of Dawid-Skene's estimate of their accuracy, or of their agreement with the other
+# raters' majority, lies wholly below this share. A coin is right half the time on a binary choice.
+# Careful people on real helpfulness data agree pairwise 65-75% of the time (InstructGPT: 73%),
+# which two independent raters reach at an accuracy of about 0.8 each, and then agree with the
+# majority of two others about 0.8 of the time: 0.65 sits between them and chance.
+NEAR_CHANCE_FLOOR = 0.65
 # Gold accuracy is flagged when its 95% interval lies wholly below this share.
 GOLD_ACCURACY_FLOOR = 0.8
 
 FLAG_LABELS = {
-    "position_bias": "picks one side more often than chance explains",
+    "position_bias": "picks one side more often than chance explains (Holm-corrected)",
+    "accuracy_near_chance": f"Dawid-Skene estimated accuracy surely below {NEAR_CHANCE_FLOOR:.0%}",
+    "agreement_near_chance": f"agreement with the other raters' majority surely below {NEAR_CHANCE_FLOOR:.0%}",
     "gold_below_floor": f"gold accuracy below {GOLD_ACCURACY_FLOOR:.0%}",
-    "swap_below_chance": "chooses the other response on most swapped repeats",
+    "swap_below_chance": "chooses the other response on most swapped repeats (Holm-corrected)",
     "low_agreement": "agrees with the other raters far less than peers",
     "low_gold_accuracy": "gold accuracy far below peers",
     "low_swap_consistency": "less consistent on swapped repeats than peers",
@@ -257,10 +272,100 @@ STATISTIC_LABELS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class ComparisonLabels:
+    """Each comparison's label from its regular ratings, by majority vote and by Dawid-Skene.
+
+    Equal-length arrays, one entry per comparison (``unit``, ascending): the votes for A and for B,
+    and Dawid-Skene's posterior probability that A is the better response. ``fit`` is the whole
+    Dawid-Skene fit (classes 0 = A, 1 = B; annotators indexed like ``annotator_ids``).
+    """
+
+    unit: IntArray
+    votes_a: IntArray
+    votes_b: IntArray
+    ds_posterior_a: FloatArray
+    annotator_ids: IntArray
+    fit: DawidSkeneResult
+
+    @property
+    def majority(self) -> IntArray:
+        """0 = A, 1 = B, -1 = tied."""
+        return np.where(self.votes_a > self.votes_b, 0, np.where(self.votes_b > self.votes_a, 1, -1))
+
+    @property
+    def ds_label(self) -> IntArray:
+        """0 = A, 1 = B: the side with the larger posterior (A on an exact tie, as argmax does)."""
+        return self.fit.labels[: self.unit.size]
+
+    @property
+    def ds_posterior(self) -> FloatArray:
+        """The posterior probability of the Dawid-Skene label (0.5 to 1)."""
+        return np.where(self.ds_label == 0, self.ds_posterior_a, 1 - self.ds_posterior_a)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per comparison: ``comparison``, votes, ``majority`` and ``ds_label``
+        ("a", "b", or "" for a tied vote), ``ds_posterior`` and ``ds_posterior_a``."""
+        side = np.array(["a", "b", ""])
+        return [
+            {
+                "comparison": int(unit),
+                "votes_a": int(a),
+                "votes_b": int(b),
+                "majority": str(majority),
+                "ds_label": str(ds),
+                "ds_posterior": float(posterior),
+                "ds_posterior_a": float(posterior_a),
+            }
+            for unit, a, b, majority, ds, posterior, posterior_a in zip(
+                self.unit,
+                self.votes_a,
+                self.votes_b,
+                side[self.majority],
+                side[self.ds_label],
+                self.ds_posterior,
+                self.ds_posterior_a,
+                strict=True,
+            )
+        ]
+
+
+def comparison_labels(table: RatingTable) -> ComparisonLabels | None:
+    """Majority vote and Dawid-Skene per comparison, over the table's regular ratings (None if none).
+
+    Dawid-Skene runs to DAWID_SKENE_TOLERANCE (the largest change of any posterior in one EM
+    iteration); ``fit.convergence()`` says how many iterations that took and whether it got there.
+    """
+    regular = table.subset(table.kind == REGULAR)
+    if len(regular) == 0:
+        return None
+    unit_ids, items = np.unique(regular.unit, return_inverse=True)
+    annotator_ids, annotators = np.unique(regular.annotator, return_inverse=True)
+    labels = np.where(regular.chosen_a, 0, 1)  # class 0 = A, 1 = B
+    votes = np.bincount(items * 2 + labels, minlength=unit_ids.size * 2).reshape(-1, 2)
+    fit = dawid_skene_long(items, annotators, labels, n_classes=2, tol=DAWID_SKENE_TOLERANCE)
+    return ComparisonLabels(
+        unit=unit_ids,
+        votes_a=votes[:, 0],
+        votes_b=votes[:, 1],
+        ds_posterior_a=fit.posteriors[:, 0],
+        annotator_ids=annotator_ids,
+        fit=fit,
+    )
+
+
 def analyse(table: RatingTable, confidence: float = 0.95) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
     """:func:`measure_agreement` and :func:`annotator_quality` together, fitting Dawid-Skene once."""
-    metrics, accuracy = _measure(table)
-    return metrics, annotator_quality(table, confidence, ds_accuracy=accuracy)
+    metrics, quality, _ = analyse_with_labels(table, confidence)
+    return metrics, quality
+
+
+def analyse_with_labels(
+    table: RatingTable, confidence: float = 0.95
+) -> tuple[dict[str, Any], dict[int, dict[str, Any]], ComparisonLabels | None]:
+    """:func:`analyse` and the per-comparison labels (:func:`comparison_labels`) of the same fit."""
+    metrics, accuracy, labels = _measure(table)
+    return metrics, annotator_quality(table, confidence, ds_accuracy=accuracy), labels
 
 
 def measure_agreement(table: RatingTable, *, aggregation: bool = True) -> dict[str, Any]:
@@ -273,7 +378,9 @@ def measure_agreement(table: RatingTable, *, aggregation: bool = True) -> dict[s
     return _measure(table, aggregation=aggregation)[0]
 
 
-def _measure(table: RatingTable, *, aggregation: bool = True) -> tuple[dict[str, Any], dict[int, float]]:
+def _measure(
+    table: RatingTable, *, aggregation: bool = True
+) -> tuple[dict[str, Any], dict[int, float], ComparisonLabels | None]:
     regular = table.subset(table.kind == REGULAR)
     per_unit = np.unique(regular.unit, return_counts=True)[1] if len(regular) else np.zeros(0, dtype=np.int64)
     summary = {
@@ -313,8 +420,8 @@ def _measure(table: RatingTable, *, aggregation: bool = True) -> tuple[dict[str,
         if np.any(regular.safety >= 0)
         else {}
     )
-    result["aggregation"], accuracy = _aggregation(regular) if aggregation else ({}, {})
-    return result, accuracy
+    result["aggregation"], accuracy, labels = _aggregation(regular) if aggregation else ({}, {}, None)
+    return result, accuracy, labels
 
 
 def _measured(statistic: Callable[[FloatArray], AgreementResult], ratings: FloatArray) -> dict[str, Any]:
@@ -324,29 +431,30 @@ def _measured(statistic: Callable[[FloatArray], AgreementResult], ratings: Float
         return {"error": str(exc)}
 
 
-def _aggregation(regular: RatingTable) -> tuple[dict[str, Any], dict[int, float]]:
+def _aggregation(regular: RatingTable) -> tuple[dict[str, Any], dict[int, float], ComparisonLabels | None]:
     """Majority vote and Dawid-Skene on the choice, and Dawid-Skene's accuracy per annotator."""
-    if len(regular) == 0:
-        return {}, {}
-    unit_ids, items = np.unique(regular.unit, return_inverse=True)
-    annotator_ids, annotators = np.unique(regular.annotator, return_inverse=True)
-    labels = np.where(regular.chosen_a, 0, 1)  # class 0 = A, 1 = B
-    votes = np.bincount(items * 2 + labels, minlength=unit_ids.size * 2).reshape(-1, 2)
-    majority = np.where(votes[:, 0] > votes[:, 1], 0, np.where(votes[:, 1] > votes[:, 0], 1, -1))
-    fit = dawid_skene_long(items, annotators, labels, n_classes=2, tol=DAWID_SKENE_TOLERANCE)
+    labels = comparison_labels(regular)
+    if labels is None:
+        return {}, {}, None
+    fit, majority = labels.fit, labels.majority
     decided = majority >= 0
+    convergence = fit.convergence()
     summary: dict[str, Any] = {
-        "comparisons": int(unit_ids.size),
+        "comparisons": int(labels.unit.size),
         "majority_ties": int(np.sum(~decided)),
-        "disagreements": int(np.sum(decided & (fit.labels != majority))),
-        "disagreement_share": disagreement_share(majority, fit.labels) if decided.any() else None,
+        "disagreements": int(np.sum(decided & (labels.ds_label != majority))),
+        "disagreement_share": disagreement_share(majority, labels.ds_label) if decided.any() else None,
         "dawid_skene_share_a": float(fit.priors[0]),
         "dawid_skene_iterations": fit.n_iter,
         "dawid_skene_converged": fit.converged,
+        "dawid_skene_final_change": convergence["final_change"],
+        "dawid_skene_tolerance": convergence["tolerance"],
+        "dawid_skene_max_iterations": convergence["max_iterations"],
+        "dawid_skene_mean_posterior": float(np.mean(labels.ds_posterior)),
     }
     # P(correct) = sum over true classes of prior * P(annotator says that class | that class).
     accuracy = np.einsum("k,jkk->j", fit.priors, fit.confusion)
-    return summary, {int(a): float(acc) for a, acc in zip(annotator_ids, accuracy, strict=True)}
+    return summary, {int(a): float(acc) for a, acc in zip(labels.annotator_ids, accuracy, strict=True)}, labels
 
 
 QUALITY_FIELDS = (
@@ -385,10 +493,14 @@ def annotator_quality(
     """Each annotator's quality figures (the QUALITY_FIELDS), keyed by annotator id, with flags.
 
     Flags (codes of FLAG_LABELS) are of two kinds. Evidence against the annotator alone, from at
-    least MIN_ITEMS_FOR_FLAG answers: a side preference whose interval excludes one half and is at
-    least POSITION_BIAS_MIN_DISTANCE from it; gold accuracy whose interval lies below
-    GOLD_ACCURACY_FLOOR; swap consistency whose interval lies below one half (the annotator follows
-    the side, not the response). And peer
+    least MIN_ITEMS_FOR_FLAG answers: a side preference at least POSITION_BIAS_MIN_DISTANCE from one
+    half whose exact binomial test rejects one half after Holm's correction for the number of
+    annotators tested (``position_significant`` is that corrected test); gold accuracy whose interval
+    lies below GOLD_ACCURACY_FLOOR; swap consistency below one half by a one-sided exact test, Holm-
+    corrected likewise (the annotator follows the side, not the response); and, from at least
+    MIN_ITEMS_FOR_PEERS regular ratings, the floors that need no gold: Dawid-Skene's estimated
+    accuracy (its Wilson interval, counting the estimate as a share of the annotator's regular
+    ratings) or agreement with the other raters' majority wholly below NEAR_CHANCE_FLOOR. And peer
     outliers: a modified z-score beyond 3.5 on the bad side (quality.flag_outliers), among the
     annotators with at least MIN_ITEMS_FOR_PEERS ratings behind that figure, when there are at
     least MIN_PEERS of them, and for a share, an interval that excludes the peers' median (so a
@@ -437,12 +549,15 @@ def annotator_quality(
 
     if ds_accuracy is None:
         ds_accuracy = _aggregation(regular)[1]
+    for annotator, count, _ in _per_annotator(regular.annotator, regular.chosen_a):
+        rows[annotator]["_regular"] = count
     for annotator, accuracy in ds_accuracy.items():
         rows[annotator]["ds_accuracy"] = accuracy
 
-    _flag(rows)
+    _flag(rows, confidence)
     for row in rows.values():
         row.pop("_timed", None)
+        row.pop("_regular", None)
     return rows
 
 
@@ -494,19 +609,40 @@ _PEER_CHECKS = (
 )
 
 
-def _flag(rows: dict[int, dict[str, Any]]) -> None:
-    for row in rows.values():
-        if (
-            row["n_ratings"] >= MIN_ITEMS_FOR_FLAG
-            and row["position_significant"]
-            and row["left_distance"] >= POSITION_BIAS_MIN_DISTANCE
-        ):
+def _flag(rows: dict[int, dict[str, Any]], confidence: float = 0.95) -> None:
+    alpha = 1 - confidence
+    annotators = list(rows)
+    # Position bias and swap consistency: one exact test per annotator, Holm-corrected across the
+    # annotators tested, so a crowd of fair annotators yields a false flag with probability <= alpha.
+    left_p = [
+        binomial_p_value(round(rows[a]["left_share"] * rows[a]["n_ratings"]), rows[a]["n_ratings"])
+        if rows[a]["n_ratings"] >= MIN_ITEMS_FOR_FLAG
+        else np.nan
+        for a in annotators
+    ]
+    swap_p = [
+        binomial_p_value(round(rows[a]["swap_consistency"] * rows[a]["swap_n"]), rows[a]["swap_n"], alternative="less")
+        if rows[a]["swap_n"] >= MIN_ITEMS_FOR_FLAG
+        else np.nan
+        for a in annotators
+    ]
+    for annotator, left, swap in zip(annotators, holm_adjust(left_p), holm_adjust(swap_p), strict=True):
+        row = rows[annotator]
+        row["position_significant"] = bool(left < alpha)
+        if row["position_significant"] and row["left_distance"] >= POSITION_BIAS_MIN_DISTANCE:
             row["flags"].append("position_bias")
         if row["gold_n"] >= MIN_ITEMS_FOR_FLAG and row["gold_high"] < GOLD_ACCURACY_FLOOR:
             row["flags"].append("gold_below_floor")
-        if row["swap_n"] >= MIN_ITEMS_FOR_FLAG and row["swap_high"] < 0.5:
+        if swap < alpha:
             row["flags"].append("swap_below_chance")
-    annotators = list(rows)
+        # The floors: evidence against the annotator alone, which holds however many peers are bad.
+        regular = row.get("_regular") or 0
+        if row["ds_accuracy"] is not None and regular >= MIN_ITEMS_FOR_PEERS:
+            correct = min(regular, max(0, round(row["ds_accuracy"] * regular)))
+            if wilson_interval(correct, regular, confidence)[1] < NEAR_CHANCE_FLOOR:
+                row["flags"].append("accuracy_near_chance")
+        if row["agreement_n"] >= MIN_ITEMS_FOR_PEERS and row["agreement_high"] < NEAR_CHANCE_FLOOR:
+            row["flags"].append("agreement_near_chance")
     for figure, count, tail, bound, flag in _PEER_CHECKS:
         values = np.array(
             [

@@ -166,3 +166,49 @@ def test_dawid_skene_long_refuses_a_double_label() -> None:
         dawid_skene_long([0, 0, 1], [0, 0, 1], [1, 0, 1])
     with pytest.raises(ValueError, match="non-negative integer"):
         dawid_skene_long([0, 1], [0, 0.5], [1, 0])
+
+
+def slow_crowd() -> dict[str, np.ndarray]:
+    """600 binary items, 3 of 10 annotators each, four of them near chance: EM crawls here."""
+    rng = np.random.default_rng(7)
+    accuracy = np.array([0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.55, 0.5, 0.5, 0.45])
+    truth = rng.integers(2, size=600)
+    items, annotators, labels = [], [], []
+    for item in range(600):
+        for annotator in rng.choice(10, 3, replace=False):
+            items.append(item)
+            annotators.append(annotator)
+            labels.append(truth[item] if rng.random() < accuracy[annotator] else 1 - truth[item])
+    return {"items": np.array(items), "annotators": np.array(annotators), "labels": np.array(labels)}
+
+
+def test_dawid_skene_runs_to_its_tolerance_and_reports_convergence() -> None:
+    crowd = slow_crowd()
+    fit = dawid_skene_long(**crowd, n_classes=2, tol=1e-4)
+    # The old cap of 100 iterations stopped this fit short; now it runs until the tolerance holds.
+    assert fit.n_iter > 100 and fit.converged
+    assert fit.final_change < 1e-4 == fit.tolerance
+    assert fit.convergence() == {
+        "iterations": fit.n_iter,
+        "max_iterations": fit.max_iter,
+        "final_change": fit.final_change,
+        "tolerance": 1e-4,
+        "converged": True,
+    }
+    # Against a fit run almost to the fixed point, the tolerance-1e-4 labels are all the same ...
+    exact = dawid_skene_long(**crowd, n_classes=2, tol=1e-10)
+    assert exact.converged and exact.n_iter > fit.n_iter
+    assert np.array_equal(fit.labels, exact.labels)
+    # ... while stopping at 100 iterations says so, and leaves labels on the wrong side.
+    capped = dawid_skene_long(**crowd, n_classes=2, tol=1e-4, max_iter=100)
+    assert capped.n_iter == 100 and not capped.converged and capped.final_change >= 1e-4
+    assert np.sum(capped.labels != exact.labels) > 0
+
+
+def test_label_posteriors_are_the_posterior_of_each_items_label() -> None:
+    labels = np.array([[0, 0, 1], [1, 1, -1], [-1, -1, -1], [0, 1, 1]])
+    fit = dawid_skene(labels, n_classes=2)
+    own = fit.label_posteriors()
+    for item in (0, 1, 3):
+        assert own[item] == fit.posteriors[item, fit.labels[item]] >= 0.5
+    assert fit.labels[2] == -1 and np.isnan(own[2])

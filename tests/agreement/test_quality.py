@@ -6,8 +6,10 @@ import pytest
 from agreement.quality import (
     agreement_with_others,
     agreement_with_others_long,
+    binomial_p_value,
     flag_outliers,
     gold_accuracy,
+    holm_adjust,
     position_bias,
     robust_z_scores,
     share_unsure,
@@ -177,3 +179,53 @@ def test_agreement_with_others_long_leaves_out_raters_with_nothing_to_compare() 
     assert agreement_with_others_long([], [], []) == {}
     with pytest.raises(ValueError, match="NaN"):
         agreement_with_others_long([0, 0], [1, 2], [1.0, np.nan])
+
+
+@pytest.mark.parametrize(
+    ("successes", "total", "alternative", "expected"),
+    [
+        # Hand-checked: C(10,0) + C(10,1) + C(10,2) = 56 of the 1024 outcomes lie at or below 2.
+        (2, 10, "less", 56 / 1024),
+        (2, 10, "two-sided", 112 / 1024),
+        (8, 10, "two-sided", 112 / 1024),
+        (8, 10, "greater", 56 / 1024),
+        (5, 10, "two-sided", 1.0),
+        (0, 5, "two-sided", 2 / 32),
+    ],
+)
+def test_binomial_p_value_by_hand(successes: int, total: int, alternative: str, expected: float) -> None:
+    assert binomial_p_value(successes, total, alternative=alternative) == pytest.approx(expected, rel=1e-9)
+
+
+def test_binomial_p_value_matches_scipy_binomtest_for_an_uneven_null() -> None:
+    from scipy.stats import binomtest
+
+    for successes, total, p0 in [(3, 20, 0.3), (31, 40, 0.6), (9, 9, 0.8)]:
+        for alternative in ("two-sided", "less", "greater"):
+            expected = binomtest(successes, total, p0, alternative=alternative).pvalue
+            assert binomial_p_value(successes, total, p0, alternative) == pytest.approx(expected, rel=1e-9)
+
+
+def test_holm_adjust_by_hand() -> None:
+    # Sorted 0.005, 0.01, 0.03, 0.04 -> 4 x 0.005, 3 x 0.01, 2 x 0.03, max(1 x 0.04, 0.06).
+    adjusted = holm_adjust([0.01, 0.04, 0.03, 0.005])
+    np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02])
+    # Untested entries stay NaN and do not count towards m; large products are capped at 1.
+    np.testing.assert_allclose(holm_adjust([0.4, np.nan, 0.3]), [0.6, np.nan, 0.6])
+    np.testing.assert_allclose(holm_adjust([0.9, 0.8]), [1.0, 1.0])
+    assert holm_adjust([]).size == 0
+    with pytest.raises(ValueError):
+        holm_adjust([1.5])
+
+
+def test_holm_keeps_fair_annotators_unflagged_where_uncorrected_tests_do_not() -> None:
+    """1,000 crowds of 40 fair annotators (100 ratings each): uncorrected two-sided tests at 5% flag
+    someone in most crowds; Holm flags someone in at most about 5%."""
+    rng = np.random.default_rng(11)
+    crowds_with_a_flag, uncorrected = 0, 0
+    for _ in range(1000):
+        p = [binomial_p_value(int(k), 100) for k in rng.binomial(100, 0.5, size=40)]
+        crowds_with_a_flag += bool(np.any(holm_adjust(p) < 0.05))
+        uncorrected += bool(np.any(np.array(p) < 0.05))
+    assert crowds_with_a_flag <= 70
+    assert uncorrected > 500

@@ -8,6 +8,7 @@ import pytest
 from agreement.coefficients import fleiss_kappa, gwet_ac, krippendorff_alpha
 from agreement.quality import agreement_with_others
 from agreement.reliability import (
+    DAWID_SKENE_TOLERANCE,
     GOLD,
     REGULAR,
     REPEAT,
@@ -15,11 +16,13 @@ from agreement.reliability import (
     RatingTable,
     analyse,
     annotator_quality,
+    comparison_labels,
     measure_agreement,
     metric_rows,
     strength_rows,
     units_by_raters,
 )
+from tests.agreement.simulated import Annotator, simulate
 
 STRENGTHS = ["negligibly_better", "slightly_better", "better", "significantly_better"]
 
@@ -241,3 +244,62 @@ def test_safety_agreement_is_about_which_response_is_safe() -> None:
     metrics = measure_agreement(rows)
     assert metrics["safety"]["gwet_ac1"]["observed"] == 0.5
     assert metrics["safety_bins"] == {"0": 0, "1": 1, "2": 1, "3": 2}
+
+
+GOOD = [Annotator("good", accuracy) for accuracy in np.linspace(0.8, 0.95, 10)]
+PLANTED = {10: "spammer", 11: "spammer", 12: "contrarian", 13: "left"}
+BAD = [Annotator("spammer"), Annotator("spammer"), Annotator("contrarian", 0.8), Annotator("left")]
+
+
+@pytest.mark.parametrize("gold", [0, 30])
+def test_flags_catch_spammers_a_contrarian_and_a_side_picker_with_or_without_gold(gold: int) -> None:
+    """Ten good annotators and four bad ones (two coin-flippers, one who picks the worse response 80%
+    of the time, one who always picks the left side), 1,500 pairs rated three times, 20 crowds.
+    Without gold the spammers are neither far from their peers (several are bad) nor caught by gold:
+    the floors on Dawid-Skene's accuracy and on agreement with the majority catch them."""
+    good_flagged = 0
+    for seed in range(20):
+        rows, _ = simulate([*GOOD, *BAD], comparisons=1500, gold=gold, seed=seed)
+        quality = annotator_quality(rows)
+        for annotator, kind in PLANTED.items():
+            assert quality[annotator]["flags"], (seed, kind, quality[annotator])
+        assert quality[13]["position_significant"] and "position_bias" in quality[13]["flags"]
+        for annotator in (10, 11, 12):
+            assert {"accuracy_near_chance", "agreement_near_chance"} & set(quality[annotator]["flags"])
+        flagged = [a for a in range(10) if quality[a]["flags"]]
+        assert len(flagged) <= 1, (seed, {a: quality[a]["flags"] for a in flagged})
+        good_flagged += len(flagged)
+    assert good_flagged <= 20 * 10 // 10
+
+
+def test_position_bias_is_corrected_for_the_number_of_annotators() -> None:
+    """40 fair annotators, 60 ratings each, in 25 crowds: the uncorrected interval would flag about
+    one in twenty annotators by chance; Holm's correction leaves at most one crowd with any flag."""
+    crowds_with_a_flag = 0
+    for seed in range(25):
+        rows, _ = simulate([Annotator("good", 0.9)] * 40, comparisons=800, seed=seed)
+        quality = annotator_quality(rows)
+        crowds_with_a_flag += any("position_bias" in row["flags"] for row in quality.values())
+    assert crowds_with_a_flag <= 2
+
+
+def test_comparison_labels_give_majority_and_dawid_skene_with_posteriors() -> None:
+    rows, truth = simulate([*GOOD, *BAD], comparisons=600, seed=3)
+    labels = comparison_labels(rows)
+    assert labels.fit.converged and labels.fit.final_change < DAWID_SKENE_TOLERANCE
+    table_rows = labels.rows()
+    assert [r["comparison"] for r in table_rows] == list(range(600))
+    first = table_rows[0]
+    assert first["votes_a"] + first["votes_b"] == 3
+    assert first["majority"] == ("a" if first["votes_a"] > first["votes_b"] else "b")
+    for row in table_rows:
+        assert 0.5 <= row["ds_posterior"] <= 1
+        expected = row["ds_posterior_a"] if row["ds_label"] == "a" else 1 - row["ds_posterior_a"]
+        assert row["ds_posterior"] == pytest.approx(expected)
+    ds_right = np.mean((labels.ds_label == 0) == truth[labels.unit])
+    majority_right = np.mean((labels.majority == 0) == truth[labels.unit])
+    assert ds_right > majority_right  # the contrarian and the side-picker count for less
+    metrics = measure_agreement(rows)
+    aggregation = metrics["aggregation"]
+    assert aggregation["dawid_skene_converged"] and aggregation["dawid_skene_iterations"] == labels.fit.n_iter
+    assert aggregation["dawid_skene_final_change"] < aggregation["dawid_skene_tolerance"] == DAWID_SKENE_TOLERANCE
