@@ -4,10 +4,11 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import status
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
 
 
 class DomainError(Exception):
@@ -58,10 +59,56 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, DomainError):
         return Response(exc.as_payload(), status=exc.status_code)
     if isinstance(exc, DjangoValidationError):
-        messages = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
-        return Response(messages, status=status.HTTP_400_BAD_REQUEST)
+        if hasattr(exc, "error_dict"):
+            return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"detail": " ".join(exc.messages), "code": "invalid"}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, Http404):
         return Response({"detail": str(exc) or "Not found.", "code": "not_found"}, status=404)
     if isinstance(exc, DjangoPermissionDenied):
         return Response({"detail": str(exc) or "Not allowed.", "code": "forbidden"}, status=403)
-    return exception_handler(exc, context)
+    # Imported here: rest_framework.views reads the parser settings, and parsers raise these errors.
+    from rest_framework.views import exception_handler
+
+    if isinstance(exc, ValidationError) and _only_missing_records(exc.get_codes()):
+        # A well-formed reference to a record that does not exist (or that this user may not see) is
+        # the same answer as that record's own URL gives: 404, not a refusal of the input's form.
+        field = next(iter(exc.detail)) if isinstance(exc.detail, dict) else None
+        payload = {"detail": _first_message(exc.detail), "code": "not_found"}
+        return Response({**payload, "field": field} if field else payload, status=status.HTTP_404_NOT_FOUND)
+    response = exception_handler(exc, context)
+    if response is not None and isinstance(exc, APIException):
+        response.data = _error_body(exc, response.data)
+    return response
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """`handler404`: a URL under /api/ that matches no route answers JSON like every other API error."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=status.HTTP_404_NOT_FOUND)
+    return defaults.page_not_found(request, exception)
+
+
+def _only_missing_records(codes: Any) -> bool:
+    if isinstance(codes, dict):
+        return bool(codes) and all(_only_missing_records(c) for c in codes.values())
+    if isinstance(codes, list):
+        return bool(codes) and all(_only_missing_records(c) for c in codes)
+    return codes == "does_not_exist"
+
+
+def _first_message(detail: Any) -> str:
+    while isinstance(detail, dict | list):
+        detail = next(iter(detail.values() if isinstance(detail, dict) else detail))
+    return str(detail)
+
+
+def _error_body(exc: APIException, data: Any) -> Any:
+    """The shapes config/schema.py documents: `{"detail", "code"}`, or for input refused field by
+    field `{"field name": ["message", ...]}`. DRF answers a bare list for a ValidationError raised
+    with a message, and `{"detail"}` without a code for the others."""
+    if isinstance(data, list):
+        return {"detail": " ".join(str(message) for message in data), "code": "invalid"}
+    if isinstance(data, dict) and set(data) == {"detail"} and isinstance(data["detail"], str):
+        codes = exc.get_codes()
+        return {"detail": data["detail"], "code": codes if isinstance(codes, str) else exc.default_code}
+    return data

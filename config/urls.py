@@ -56,3 +56,6 @@ urlpatterns = [
     path("api/", include(api_urlpatterns)),
     path("", include("frontend.urls")),
 ]
+
+# A URL under /api/ that matches no route answers JSON (config.exceptions.page_not_found).
+handler404 = "config.exceptions.page_not_found"
