@@ -1,6 +1,7 @@
 """People API: who am I, and the people a user may see (scoped by vendor)."""
 
 from django.db.models import Count, Max
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
@@ -13,7 +14,7 @@ from .selectors import people_for
 
 
 class MeSerializer(serializers.ModelSerializer):
-    vendor = serializers.StringRelatedField()
+    vendor = serializers.StringRelatedField(allow_null=True)
 
     class Meta:
         model = User
@@ -21,7 +22,7 @@ class MeSerializer(serializers.ModelSerializer):
 
 
 class PersonSerializer(serializers.ModelSerializer):
-    vendor = serializers.StringRelatedField()
+    vendor = serializers.StringRelatedField(allow_null=True)
     ratings = serializers.IntegerField(source="n_ratings", read_only=True)
     last_rating_at = serializers.DateTimeField(read_only=True)
 
@@ -36,6 +37,7 @@ class VendorSerializer(serializers.ModelSerializer):
         fields = ["id", "name"]
 
 
+@extend_schema(responses=MeSerializer)
 @api_view(["GET"])
 def me(request: Request) -> Response:
     return Response(MeSerializer(request.user).data)

@@ -18,7 +18,17 @@ from config.exceptions import InvalidInput
 from . import reliability, selectors, services
 from .models import AgreementReport, ReportScope
 from .renderers import CSVRenderer
-from .serializers import AgreementReportSerializer, AnnotatorQualitySerializer, ReportFilterSerializer
+from .serializers import (
+    AgreementReportSerializer,
+    AnnotatorHistoryRowSerializer,
+    AnnotatorQualitySerializer,
+    ComparisonLabelSerializer,
+    MetricRowSerializer,
+    QueuedSerializer,
+    ReportFilterSerializer,
+    StrengthRowSerializer,
+    TrendRowSerializer,
+)
 
 TABLE_RENDERERS = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
 
@@ -27,7 +37,7 @@ class AgreementReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
     """Agreement reports: per batch, per vendor in a batch, and over a filter (POST to ask for one).
 
     Researchers see all; vendor managers their own vendor's reports and people. The table actions
-    (`metrics`, `annotators`, `strengths`, `trend`) also answer `?format=csv`.
+    (`metrics`, `annotators`, `strengths`, `trend`, `labels`) also answer `?format=csv`.
     """
 
     serializer_class = AgreementReportSerializer
@@ -47,8 +57,8 @@ class AgreementReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
         report.refresh_from_db()
         return Response(AgreementReportSerializer(report).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(responses={200: dict})
-    @action(detail=True, methods=["get"], renderer_classes=TABLE_RENDERERS)
+    @extend_schema(responses=MetricRowSerializer(many=True))
+    @action(detail=True, methods=["get"], renderer_classes=TABLE_RENDERERS, pagination_class=None)
     def metrics(self, request: Request, pk=None) -> Response:
         """The coefficients with standard errors and 95% intervals, one row each."""
         report = self.get_object()
@@ -56,7 +66,7 @@ class AgreementReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
         return Response(reliability.metric_rows(report.metrics))
 
     @extend_schema(responses=AnnotatorQualitySerializer(many=True))
-    @action(detail=True, methods=["get"], renderer_classes=TABLE_RENDERERS)
+    @action(detail=True, methods=["get"], renderer_classes=TABLE_RENDERERS, pagination_class=None)
     def annotators(self, request: Request, pk=None) -> Response:
         """Per-annotator quality, limited to the people the caller may see."""
         report = self.get_object()
@@ -64,16 +74,16 @@ class AgreementReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
         rows = selectors.annotator_quality_for(request.user, report)
         return Response(AnnotatorQualitySerializer(rows, many=True).data)
 
-    @extend_schema(responses={200: dict})
-    @action(detail=True, methods=["get"], renderer_classes=TABLE_RENDERERS)
+    @extend_schema(responses=StrengthRowSerializer(many=True))
+    @action(detail=True, methods=["get"], renderer_classes=TABLE_RENDERERS, pagination_class=None)
     def strengths(self, request: Request, pk=None) -> Response:
         """How the ratings spread over the signed 8-level scale."""
         report = self.get_object()
         self.csv_filename = f"strengths-report-{report.pk}.csv"
         return Response(reliability.strength_rows(report.metrics))
 
-    @extend_schema(responses={200: dict})
-    @action(detail=False, methods=["get"], renderer_classes=TABLE_RENDERERS)
+    @extend_schema(responses=TrendRowSerializer(many=True))
+    @action(detail=False, methods=["get"], renderer_classes=TABLE_RENDERERS, pagination_class=None)
     def trend(self, request: Request) -> Response:
         """Agreement per batch over time (vendor managers: their people's), oldest week first."""
         self.csv_filename = "agreement-per-batch.csv"
@@ -81,9 +91,15 @@ class AgreementReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
 
     @extend_schema(
         parameters=[OpenApiParameter("annotator", int, required=True, description="The annotator's user id.")],
-        responses={200: dict},
+        responses=AnnotatorHistoryRowSerializer(many=True),
     )
-    @action(detail=False, methods=["get"], url_path="annotator-history", renderer_classes=TABLE_RENDERERS)
+    @action(
+        detail=False,
+        methods=["get"],
+        url_path="annotator-history",
+        renderer_classes=TABLE_RENDERERS,
+        pagination_class=None,
+    )
     def annotator_history(self, request: Request) -> Response:
         """One annotator's quality in every batch report, oldest week first (their vendor's managers
         and researchers only)."""
@@ -100,7 +116,23 @@ class AgreementReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
             ]
         )
 
-    @extend_schema(request=None, responses={202: dict})
+    @extend_schema(responses=ComparisonLabelSerializer(many=True))
+    @action(
+        detail=True,
+        methods=["get"],
+        renderer_classes=TABLE_RENDERERS,
+        pagination_class=None,
+        permission_classes=[IsResearcher],
+    )
+    def labels(self, request: Request, pk=None) -> Response:
+        """Each comparison's label: the votes, the majority, and Dawid-Skene's label with its posterior
+        (researchers; batch and filter reports)."""
+        report = self.get_object()
+        self.csv_filename = f"comparison-labels-report-{report.pk}.csv"
+        rows = selectors.comparison_labels_for(request.user, report)
+        return Response(ComparisonLabelSerializer(rows, many=True).data)
+
+    @extend_schema(request=None, responses={202: QueuedSerializer})
     @action(detail=True, methods=["post"], permission_classes=[IsResearcher])
     def recompute(self, request: Request, pk=None) -> Response:
         """Queue the report's recompute: its batch's for batch reports, the filter's otherwise."""

@@ -11,7 +11,7 @@ from accounts.permissions import IsAnnotator, IsResearcher, IsResearcherOrVendor
 from agreement import reliability
 from agreement import selectors as agreement_selectors
 from agreement import services as agreement_services
-from agreement.serializers import AgreementReportSerializer
+from agreement.serializers import AgreementReportSerializer, BatchAgreementSerializer, QueuedSerializer
 from config.exceptions import InvalidInput, NotFound
 from core.parsers import FormParser, JSONParser, MultiPartParser
 
@@ -22,6 +22,7 @@ from .serializers import (
     BatchCreateSerializer,
     BatchSerializer,
     GoldMarkSerializer,
+    GoldPromotedSerializer,
     GoldPromoteSerializer,
     ImportResultSerializer,
     ImportUploadSerializer,
@@ -65,7 +66,7 @@ class BatchViewSet(viewsets.ModelViewSet):
             return [IsResearcherOrVendorManager()]
         return super().get_permissions()
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses=BatchAgreementSerializer)
     @action(detail=True, methods=["get"])
     def agreement(self, request: Request, pk=None) -> Response:
         """The batch's stored agreement report (vendor managers: their own people's), and whether
@@ -82,7 +83,7 @@ class BatchViewSet(viewsets.ModelViewSet):
             }
         )
 
-    @extend_schema(request=None, responses={202: dict})
+    @extend_schema(request=None, responses={202: QueuedSerializer})
     @action(detail=True, methods=["post"], url_path="agreement/recompute")
     def agreement_recompute(self, request: Request, pk=None) -> Response:
         """Queue a recompute of the batch's agreement on the default queue now."""
@@ -90,7 +91,7 @@ class BatchViewSet(viewsets.ModelViewSet):
         agreement_services.agreement_recompute_request(batch_id=batch.id, force=True)
         return Response({"queued": True}, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=GoldPromoteSerializer, responses={200: dict})
+    @extend_schema(request=GoldPromoteSerializer, responses=GoldPromotedSerializer)
     @action(detail=True, methods=["post"], url_path="promote-gold")
     def promote_gold(self, request: Request, pk=None) -> Response:
         """Mark complete, unanimous comparisons gold with their label as the answer (clearest first)."""
@@ -198,7 +199,7 @@ class ComparisonViewSet(viewsets.ReadOnlyModelViewSet):
         return selectors.comparisons_for_researcher(include_repeats=True)
 
     @extend_schema(request=GoldMarkSerializer, responses=ResearchComparisonSerializer, methods=["POST"])
-    @extend_schema(request=None, responses=ResearchComparisonSerializer, methods=["DELETE"])
+    @extend_schema(request=None, responses={200: ResearchComparisonSerializer}, methods=["DELETE"])
     @action(detail=True, methods=["post", "delete"])
     def gold(self, request: Request, pk=None) -> Response:
         """POST marks the comparison gold with its expected answer; DELETE makes it ordinary again."""

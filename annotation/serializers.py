@@ -191,3 +191,7 @@ class GoldMarkSerializer(serializers.Serializer):
 class GoldPromoteSerializer(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
     min_strength = serializers.CharField(required=False, default="negligibly_better")
+
+
+class GoldPromotedSerializer(serializers.Serializer):
+    promoted = serializers.IntegerField(help_text="How many comparisons became gold.")

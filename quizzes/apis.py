@@ -28,9 +28,11 @@ from .serializers import (
     BatchRequirementSerializer,
     CandidateAttemptSerializer,
     CandidateQuizSerializer,
+    InvitationAcceptedSerializer,
     InvitationAcceptSerializer,
     InvitationCreateSerializer,
     InvitationSerializer,
+    PassRateSerializer,
     PersonReportSerializer,
     QuizDocumentSerializer,
     QuizImportSerializer,
@@ -273,7 +275,9 @@ class InvitationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return selectors.invitations_for(self.request.user)
 
     def get_permissions(self):
-        if self.action == "accept":
+        # By route, not by action: a method the accept route does not answer has no action, and must
+        # be told 405 like anywhere else, not 403 for want of a vendor manager's role.
+        if "accept" in (getattr(self, "action_map", None) or {}).values():
             return [AllowAny()]
         return super().get_permissions()
 
@@ -317,7 +321,7 @@ class InvitationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         body = InvitationSerializer(invitations, many=True, context={"request": request}).data
         return Response(body, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=InvitationAcceptSerializer, responses={201: dict})
+    @extend_schema(request=InvitationAcceptSerializer, responses={201: InvitationAcceptedSerializer})
     @action(detail=False, methods=["post"], authentication_classes=[])
     def accept(self, request: Request) -> Response:
         """Create the invited candidate's account with the token from the link."""
@@ -335,6 +339,7 @@ class CandidateViewSet(viewsets.GenericViewSet):
     permission_classes = [IsResearcherOrVendorManager]
     serializer_class = PersonReportSerializer
     queryset = User.objects.none()  # rows come from selectors.people_report
+    pagination_class = None  # one row per person the user may see, as the candidates page shows them
 
     @extend_schema(
         parameters=[OpenApiParameter("vendor", int, description="Researchers: one vendor only.")],
@@ -344,7 +349,10 @@ class CandidateViewSet(viewsets.GenericViewSet):
         _, rows = selectors.people_report(request.user, _vendor_param(request))
         return Response(PersonReportSerializer(rows, many=True).data)
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(
+        parameters=[OpenApiParameter("vendor", int, description="Researchers: one vendor only.")],
+        responses=PassRateSerializer(many=True),
+    )
     @action(detail=False, methods=["get"], url_path="pass-rates")
     def pass_rates(self, request: Request) -> Response:
         return Response(selectors.pass_rates(request.user, _vendor_param(request)))

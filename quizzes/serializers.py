@@ -380,7 +380,7 @@ class InvitationSerializer(serializers.ModelSerializer):
     vendor = serializers.StringRelatedField()
     status = serializers.SerializerMethodField()
     link = serializers.SerializerMethodField()
-    username = serializers.CharField(source="user.username", default=None)
+    username = serializers.CharField(source="user.username", default=None, allow_null=True)
 
     class Meta:
         model = Invitation
@@ -396,7 +396,9 @@ class InvitationSerializer(serializers.ModelSerializer):
 
 
 class InvitationCreateSerializer(serializers.Serializer):
-    emails = serializers.ListField(child=serializers.CharField(allow_blank=True, max_length=254), max_length=500)
+    emails = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, max_length=254), min_length=1, max_length=500
+    )
     vendor = serializers.IntegerField(
         required=False, help_text="Researchers choose the vendor; managers invite to theirs."
     )
@@ -412,7 +414,7 @@ class PersonReportSerializer(serializers.Serializer):
     id = serializers.IntegerField(source="person.id")
     username = serializers.CharField(source="person.username")
     email = serializers.CharField(source="person.email")
-    vendor = serializers.CharField(source="person.vendor", default=None)
+    vendor = serializers.CharField(source="person.vendor", default=None, allow_null=True)
     qualified = serializers.BooleanField()
     attempts = serializers.IntegerField()
     results = serializers.SerializerMethodField()
@@ -440,3 +442,23 @@ class BatchRequirementSerializer(serializers.ModelSerializer):
         model = BatchRequirement
         fields = ["id", "batch", "quiz", "quiz_slug", "quiz_title", "created_at"]
         read_only_fields = ["id", "created_at"]
+
+
+class PassRateSerializer(serializers.Serializer):
+    """One quiz's results over the candidates a user may see (selectors.pass_rates)."""
+
+    quiz = serializers.CharField(help_text="The quiz's slug.")
+    title = serializers.CharField()
+    candidates = serializers.IntegerField()
+    attempts = serializers.IntegerField()
+    final = serializers.IntegerField()
+    passed = serializers.IntegerField()
+    waiting_for_review = serializers.IntegerField()
+    in_progress = serializers.IntegerField()
+    pass_rate = serializers.FloatField(allow_null=True, help_text="Percent of final attempts that passed.")
+
+
+class InvitationAcceptedSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    vendor = serializers.CharField()

@@ -115,7 +115,7 @@ def test_filter_reports_through_the_api(rated_batch, django_capture_on_commit_ca
     report = researcher.get(f"/api/agreement-reports/{created.json()['id']}/").json()
     assert report["status"] == "ready" and report["ratings_count"] == 6
     refused = researcher.post("/api/agreement-reports/", {"batches": [10**6]}, format="json")
-    assert refused.status_code == 400 and refused.json()["field"] == "batches"
+    assert refused.status_code == 404 and refused.json()["field"] == "batches"  # no such batch
     backwards = researcher.post(
         "/api/agreement-reports/", {"week_from": "2026-02-02", "week_to": "2026-01-05"}, format="json"
     )
