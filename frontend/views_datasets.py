@@ -25,6 +25,7 @@ from preference_data.models import (
     HeldOutMode,
     MarginTable,
     Mix,
+    SourceUsage,
 )
 
 from .views import researcher_required
@@ -84,6 +85,9 @@ class ImportForm(forms.Form):
             ("ultrafeedback", "UltraFeedback-binarized (scores map to strengths)"),
         ]
     )
+    usage = forms.ChoiceField(choices=SourceUsage.choices, initial=SourceUsage.TRAIN, required=False)
+    test_fraction = forms.FloatField(min_value=0, max_value=1, required=False, initial=0.1)
+    split_seed = forms.IntegerField(min_value=0, required=False, initial=0)
     file = forms.FileField()
 
 
@@ -153,6 +157,9 @@ def import_source(request):
             name=data["name"],
             focus=data["focus"],
             format=data["format"],
+            usage=data["usage"] or SourceUsage.TRAIN,
+            test_fraction=data["test_fraction"] or 0.0,
+            split_seed=data["split_seed"] or 0,
             source=data["file"],
             filename=data["file"].name,
             created_by=request.user,

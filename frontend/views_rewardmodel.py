@@ -27,6 +27,7 @@ from rewardmodel import plots, selectors
 from rewardmodel.archives import stream_zip
 from rewardmodel.models import ModelKind, RunStatus
 from rewardmodel.services import rewards, runs
+from rewardmodel.streams import pair_rewards_response
 from sampling import selectors as sampling_selectors
 
 from .views import researcher_required
@@ -367,6 +368,11 @@ def run_metrics_csv(request, run_id: int):
 @researcher_required
 def evaluation_csv(request, evaluation_id: int, table: str):
     evaluation = get_object_or_404(selectors.evaluations_for(request.user), pk=evaluation_id)
+    if table == "pairs":
+        try:
+            return pair_rewards_response(evaluation, selectors.evaluation_pair_rewards(evaluation), "csv")
+        except DomainError as exc:
+            return render(request, "frontend/datasets/unavailable.html", {"reason": exc.detail}, status=409)
     report = evaluation.report or {}
     rows = selectors.distribution_csv_rows(report) if table == "distribution" else selectors.evaluation_csv_rows(report)
     return _csv_response(rows, f"preflab-rm-{evaluation.run_id}-evaluation-{evaluation.pk}-{table}.csv")

@@ -59,6 +59,12 @@ class ExternalFormat(models.TextChoices):
     ULTRAFEEDBACK = "ultrafeedback", "UltraFeedback-binarized (prompt, conversations, scores)"
 
 
+class SourceUsage(models.TextChoices):
+    TRAIN = "train", "Training only"
+    TEST = "test", "Held-out only (evaluation)"
+    SPLIT = "split", "Split into training and held-out (seeded)"
+
+
 class ExportFormat(models.TextChoices):
     TRL = "trl", "TRL preference (conversational, with margin)"
     HH_RLHF = "hh_rlhf", "HH-RLHF transcripts"
@@ -85,6 +91,14 @@ class ExternalSource(models.Model):
     sha256 = models.CharField(max_length=64, help_text="Of the imported file, to cite it.")
     row_count = models.PositiveIntegerField(default=0)
     description = models.TextField(blank=True)
+    usage = models.CharField(
+        max_length=5,
+        choices=SourceUsage.choices,
+        default=SourceUsage.TRAIN,
+        help_text="Where its pairs go in a dataset build: training, the held-out split, or split by a seeded rule.",
+    )
+    test_fraction = models.FloatField(default=0.0, help_text="With usage 'split': the held-out share of its rows.")
+    split_seed = models.BigIntegerField(default=0, help_text="With usage 'split': the seed of the row hash.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

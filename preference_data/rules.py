@@ -245,6 +245,16 @@ def split_for(u: float, threshold: float) -> str:
     return TEST if u < threshold else TRAIN
 
 
+def external_split(usage: str, *, sha256: str, row: int, seed: int = 0, test_fraction: float = 0.0) -> str:
+    """The split of an imported row: the source's usage decides; "split" hashes (seed, file, row), so the
+    same file split with the same seed gives the same held-out rows in every build and on every install."""
+    if usage == TEST:
+        return TEST
+    if usage == "split":
+        return split_for(unit_hash(seed, f"external:{sha256}:{row}"), test_fraction)
+    return TRAIN
+
+
 def count_threshold(hashes: Iterable[float], count: int, max_fraction: float) -> float:
     """The threshold that puts about `count` of these hashes in the test set, capped at `max_fraction`.
 

@@ -3,7 +3,17 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from .models import DatasetBuild, DatasetExport, ExportFormat, ExternalSource, FileType, HeldOutMode, MarginTable, Mix
+from .models import (
+    DatasetBuild,
+    DatasetExport,
+    ExportFormat,
+    ExternalSource,
+    FileType,
+    HeldOutMode,
+    MarginTable,
+    Mix,
+    SourceUsage,
+)
 
 
 class DatasetBuildCreateSerializer(serializers.Serializer):
@@ -103,7 +113,20 @@ class DatasetExportSerializer(serializers.ModelSerializer):
 class ExternalSourceSerializer(serializers.ModelSerializer):
     class Meta:
         model = ExternalSource
-        fields = ["id", "name", "focus", "format", "file_type", "filename", "sha256", "row_count", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "focus",
+            "format",
+            "file_type",
+            "filename",
+            "sha256",
+            "row_count",
+            "usage",
+            "test_fraction",
+            "split_seed",
+            "created_at",
+        ]
         read_only_fields = fields
 
 
@@ -112,4 +135,12 @@ class ExternalSourceImportSerializer(serializers.Serializer):
     focus = serializers.ChoiceField(choices=["helpfulness", "safety"])
     format = serializers.ChoiceField(choices=["auto", "hh_rlhf", "trl", "ultrafeedback"], default="auto")
     description = serializers.CharField(required=False, allow_blank=True, default="")
+    usage = serializers.ChoiceField(
+        choices=SourceUsage.choices,
+        default=SourceUsage.TRAIN,
+        help_text="train: training pairs only; test: an evaluation-only held-out set; split: test_fraction of the "
+        "rows held out by a seeded hash of (split_seed, file, row).",
+    )
+    test_fraction = serializers.FloatField(default=0.0, min_value=0.0, max_value=1.0)
+    split_seed = serializers.IntegerField(default=0, min_value=0, max_value=2**62)
     file = serializers.FileField()

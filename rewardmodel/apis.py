@@ -7,10 +7,12 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.permissions import IsResearcher
+from config.exceptions import InvalidInput
 from core.routing import id_param
 from preference_data.models import DatasetBuild
 from sampling import selectors as sampling_selectors
@@ -27,11 +29,32 @@ from .serializers import (
     RunEvaluationCreateSerializer,
     RunEvaluationSerializer,
     RunMetricSerializer,
+    ScoreManyResultSerializer,
+    ScoreManySerializer,
     ScoreSerializer,
     TrainingRunCreateSerializer,
     TrainingRunSerializer,
 )
 from .services import rewards, runs
+from .streams import json_lines, pair_rewards_response
+
+
+class _StreamRenderer(BaseRenderer):
+    """Lets a client ask for a streamed format by its media type (errors still come back as JSON)."""
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return JSONRenderer().render(data, "application/json", renderer_context)
+
+
+class NDJSONRenderer(_StreamRenderer):
+    media_type, format = "application/x-ndjson", "jsonl"
+
+
+class CSVStreamRenderer(_StreamRenderer):
+    media_type, format = "text/csv", "csv"
+
+
+STREAM_RENDERERS = [NDJSONRenderer, CSVStreamRenderer]
 
 
 def model_zip_response(run) -> StreamingHttpResponse:
@@ -145,6 +168,24 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         v = data.validated_data
         return Response(rewards.reward_score(run=self.get_object(), context=v["context"], response=v["response"]))
 
+    @extend_schema(
+        request=ScoreManySerializer,
+        responses={
+            (200, "application/x-ndjson"): OpenApiResponse(
+                response=ScoreManyResultSerializer,
+                description="One JSON object per line, per item in request order: index, reward, probability.",
+            )
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="score-many", renderer_classes=[JSONRenderer, *STREAM_RENDERERS])
+    def score_many(self, request: Request, pk=None) -> StreamingHttpResponse:
+        """Rewards of many dialogue-response items in one request, streamed back as JSON lines while the
+        model scores them a chunk at a time. Every item is checked first: a bad one is a 400 naming it."""
+        data = ScoreManySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        scored = rewards.reward_score_many(run=self.get_object(), items=data.validated_data["items"])
+        return StreamingHttpResponse(json_lines(scored), content_type="application/x-ndjson")
+
     @extend_schema(request=HybridScoreSerializer, responses={200: OpenApiResponse(description="the hybrid reward")})
     @action(detail=False, methods=["post"], url_path="hybrid-score")
     def hybrid_score(self, request: Request) -> Response:
@@ -231,3 +272,20 @@ class RunEvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         )
         evaluation.refresh_from_db()
         return Response(RunEvaluationSerializer(evaluation).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("file_type", str, enum=["jsonl", "csv"], description="jsonl (default) or csv")],
+        responses={
+            (200, "application/x-ndjson"): OpenApiResponse(description="One scored pair per line."),
+            (200, "text/csv"): OpenApiResponse(description="One scored pair per row."),
+        },
+    )
+    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, *STREAM_RENDERERS])
+    def pairs(self, request: Request, pk=None) -> StreamingHttpResponse:
+        """Every scored pair's two rewards (id, batch, strength, safety label, reward_chosen,
+        reward_rejected, correct), so accuracy against another labelling needs no rescoring."""
+        evaluation = self.get_object()
+        file_type = request.query_params.get("file_type", "jsonl")
+        if file_type not in ("jsonl", "csv"):
+            raise InvalidInput("file_type is jsonl or csv.", field="file_type")
+        return pair_rewards_response(evaluation, selectors.evaluation_pair_rewards(evaluation), file_type)

@@ -194,6 +194,11 @@ class RunEvaluation(BackgroundWork):
     def is_finished(self) -> bool:
         return self.status in (JobStatus.DONE, JobStatus.FAILED)
 
+    @property
+    def pairs_path(self) -> Path:
+        """Every scored pair's two rewards (JSON lines), beside the run's model."""
+        return self.run.directory / "evaluations" / f"evaluation-{self.pk}-pairs.jsonl"
+
 
 class BestOfKPreview(BackgroundWork):
     """A best-of-K preview (Llama 2's rejection sampling, section 3.2.3, for one prompt): sample ``k``

@@ -4,6 +4,7 @@ researchers only."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -258,6 +259,29 @@ def evaluation_csv_rows(report: dict) -> list[list]:
     for row in batch_table(report):
         rows.append(["by_batch", row["batch"], "", *_csv(row)])
     return rows
+
+
+PAIR_REWARD_COLUMNS = ["id", "batch", "strength", "safety_label", "reward_chosen", "reward_rejected", "correct"]
+
+
+def evaluation_pair_rewards(evaluation: RunEvaluation) -> Iterator[dict]:
+    """Each scored pair of a finished evaluation with its two rewards, in the evaluation's order; read
+    from the file the evaluation wrote, line by line. A Conflict when there is none (not finished, or
+    evaluated before Preflab kept per-pair rewards: evaluate again)."""
+    path = evaluation.pairs_path
+    if evaluation.status != "done" or not path.is_file():
+        raise Conflict(
+            "This evaluation has no per-pair rewards: it is not finished, or it ran before they were kept "
+            "(evaluate the run on this dataset again).",
+            field="evaluation",
+        )
+
+    def rows() -> Iterator[dict]:
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                yield json.loads(line)
+
+    return rows()
 
 
 def distribution_csv_rows(report: dict) -> list[list]:

@@ -181,6 +181,20 @@ class ScoreSerializer(_DialogueSerializer):
     response = serializers.CharField(trim_whitespace=False)
 
 
+class ScoreManySerializer(serializers.Serializer):
+    items = ScoreSerializer(
+        many=True,
+        max_length=1000,
+        help_text="Up to 1000 {context or dialogue, response} items; the rewards stream back in their order.",
+    )
+
+
+class ScoreManyResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="The item's position in the request.")
+    reward = serializers.FloatField()
+    probability = serializers.FloatField()
+
+
 class HybridScoreSerializer(ScoreSerializer):
     helpfulness_run = serializers.IntegerField()
     safety_run = serializers.IntegerField()

@@ -163,7 +163,17 @@ def dataset_build_create(
         "unanimous_only": bool(unanimous_only),
         "exclude_annotators": [{"id": u.id, "pseudonym": u.pseudonym} for u in excluded],
         "external_sources": [
-            {"id": s.id, "name": s.name, "focus": s.focus, "format": s.format, "sha256": s.sha256, "rows": s.row_count}
+            {
+                "id": s.id,
+                "name": s.name,
+                "focus": s.focus,
+                "format": s.format,
+                "sha256": s.sha256,
+                "rows": s.row_count,
+                "usage": s.usage,
+                "test_fraction": s.test_fraction,
+                "split_seed": s.split_seed,
+            }
             for s in sources
         ],
     }
@@ -376,17 +386,25 @@ def _external_pairs(build: DatasetBuild, sources: Sequence[dict], exclusions: Co
         component = f"external_{source['focus']}"
         rows_of_source = ExternalComparison.objects.filter(source_id=source["id"]).order_by("id")
         last_id = 0
-        while rows := list(rows_of_source.filter(id__gt=last_id).values_list("id", "strength", "safety_label")[:chunk]):
+        fields = ("id", "row", "strength", "safety_label")
+        while rows := list(rows_of_source.filter(id__gt=last_id).values_list(*fields)[:chunk]):
             last_id = rows[-1][0]
             new_pairs = []
-            for external_id, strength, safety in rows:
+            for external_id, row, strength, safety in rows:
                 if safety == rules.FORBIDDEN_SAFETY_LABEL:
                     exclusions[rules.Exclusion.CHOSEN_UNSAFE_OTHER_SAFE.value] += 1
                     continue
+                split = rules.external_split(
+                    source.get("usage", rules.TRAIN),  # builds made before sources had a usage: training
+                    sha256=source["sha256"],
+                    row=row,
+                    seed=source.get("split_seed", 0),
+                    test_fraction=source.get("test_fraction", 0.0),
+                )
                 new_pairs.append(
                     DatasetPair(
                         build_id=build.pk,
-                        split=rules.TRAIN,
+                        split=split,
                         component=component,
                         external_id=external_id,
                         strength=strength,

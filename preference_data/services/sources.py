@@ -13,7 +13,7 @@ from annotation.models import Focus
 from config.exceptions import Conflict, InvalidInput
 
 from ..external import ExternalFileError, iter_external, validate_external
-from ..models import ExternalComparison, ExternalSource
+from ..models import ExternalComparison, ExternalSource, SourceUsage
 
 
 def _batched(items: Iterable, size: int) -> Iterator[list]:
@@ -39,9 +39,14 @@ def external_source_import(
     format: str = "auto",
     filename: str = "",
     description: str = "",
+    usage: str = "train",
+    test_fraction: float = 0.0,
+    split_seed: int = 0,
     created_by: User | None = None,
 ) -> ExternalSource:
-    """Import an HH-RLHF or TRL file (JSONL or Parquet). The whole file validates, or nothing is written.
+    """Import an HH-RLHF, TRL or UltraFeedback file (JSONL or Parquet). The whole file validates, or nothing
+    is written. `usage` says where its pairs go in dataset builds: training (default), the held-out
+    split (an evaluation-only source), or split by a seeded rule with `test_fraction` held out.
 
     `source` must be seekable: it is read once to validate and once more to write, so a file of any
     size is imported in constant memory.
@@ -52,6 +57,13 @@ def external_source_import(
     if focus not in Focus.values:
         raise InvalidInput(
             "Say whether the data is helpful-style (helpfulness) or harmless-style (safety).", field="focus"
+        )
+    if usage not in SourceUsage.values:
+        raise InvalidInput(f"usage must be one of {', '.join(SourceUsage.values)}.", field="usage")
+    if usage == SourceUsage.SPLIT and not 0 < test_fraction < 1:
+        raise InvalidInput(
+            "To split an import, give the held-out share as test_fraction, between 0 and 1 (e.g. 0.1).",
+            field="test_fraction",
         )
     if ExternalSource.objects.filter(name=name).exists():
         raise Conflict(f"An imported data set named {name!r} already exists; pick another name.", field="name")
@@ -78,6 +90,9 @@ def external_source_import(
             sha256=digest,
             row_count=info.rows,
             description=description,
+            usage=usage,
+            test_fraction=test_fraction if usage == SourceUsage.SPLIT else (1.0 if usage == SourceUsage.TEST else 0.0),
+            split_seed=split_seed,
             created_by=created_by,
         )
         for chunk in _batched(iter_external(source, info.format), 2_000):

@@ -17,7 +17,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -152,6 +152,35 @@ def reward_score(*, run: TrainingRun, context: Sequence[Any], response: str) -> 
     messages, text = validate_context(context), _response(response)
     reward = _rewards(run, [(messages, text)])[0]
     return {"run": run.pk, "kind": run.kind, "reward": reward, "probability": sigmoid(reward)}
+
+
+def reward_score_many(*, run: TrainingRun, items: Sequence[dict[str, Any]], chunk: int = 32) -> Iterator[dict]:
+    """Rewards of many (context, response) items, one dict per item in order, computed a chunk at a time.
+
+    Every item is checked before anything is scored, so a bad item is a 4xx naming its index and no
+    half-answered stream; the model is loaded once. The returned iterator does the scoring as it is read.
+    """
+    from ..scoring import sigmoid
+
+    checked = []
+    for index, item in enumerate(items):
+        try:
+            checked.append((validate_context(item.get("context") or []), _response(item.get("response"))))
+        except InvalidInput as exc:
+            raise InvalidInput(f"Item {index}: {exc.detail}", field=f"items[{index}].{exc.field}") from None
+    if not checked:
+        raise InvalidInput("Give at least one item to score.", field="items")
+    model, tokenizer = _model(run)
+
+    def scored() -> Iterator[dict]:
+        from ..scoring import score_many
+
+        for start in range(0, len(checked), chunk):
+            rewards = score_many(model, tokenizer, checked[start : start + chunk], batch_size=chunk)
+            for offset, reward in enumerate(rewards):
+                yield {"index": start + offset, "reward": reward, "probability": sigmoid(reward)}
+
+    return scored()
 
 
 def hybrid_score(

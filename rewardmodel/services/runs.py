@@ -20,8 +20,10 @@ Models are loaded and trained on the worker; nothing here imports torch until a 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -607,10 +609,31 @@ def evaluation_create(
     return evaluation
 
 
+def _write_pair_rewards(evaluation: RunEvaluation, pairs, r_chosen, r_rejected) -> None:
+    """One JSON line per scored pair, so accuracy against another labelling needs no rescoring. Written
+    to a temporary name and renamed: a reader never sees half a file."""
+    path = evaluation.pairs_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".jsonl.tmp")
+    with partial.open("w", encoding="utf-8") as out:
+        for pair, chosen, rejected in zip(pairs, r_chosen, r_rejected, strict=True):
+            row = {
+                "id": pair.pair_id,
+                "batch": pair.batch_id or "",
+                "strength": pair.strength or "",
+                "safety_label": pair.safety_label or "",
+                "reward_chosen": float(chosen),
+                "reward_rejected": float(rejected),
+                "correct": bool(chosen > rejected),
+            }
+            out.write(json.dumps(row) + "\n")
+    os.replace(partial, path)
+
+
 def _evaluate(evaluation: RunEvaluation) -> dict:
     from sampling.variant_backends import configure_torch_threads
 
-    from ..evaluation import evaluate_pairs
+    from ..evaluation import evaluation_report, score_pairs
     from ..scoring import load_reward_model
 
     configure_torch_threads()
@@ -622,7 +645,16 @@ def _evaluate(evaluation: RunEvaluation) -> dict:
     held_out = selectors.preference_pairs(evaluation.dataset, evaluation.split)
     if not held_out:
         raise InvalidInput(f"Dataset {evaluation.dataset.name!r} has no {evaluation.split} pairs.")
-    return evaluate_pairs(model, tokenizer, held_out, batch_size=run.hyperparameters.get("eval_batch_size", 32))
+    batch_size = run.hyperparameters.get("eval_batch_size", 32)
+    r_chosen, r_rejected = score_pairs(model, tokenizer, held_out, batch_size=batch_size)
+    _write_pair_rewards(evaluation, held_out, r_chosen, r_rejected)
+    return evaluation_report(
+        r_chosen,
+        r_rejected,
+        [p.strength for p in held_out],
+        [p.safety_label for p in held_out],
+        [p.batch_id for p in held_out],
+    )
 
 
 def evaluation_run(*, evaluation_id: int) -> RunEvaluation:

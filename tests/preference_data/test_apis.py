@@ -145,6 +145,9 @@ def test_import_open_source_data_through_the_api(researcher_api):
         "filename": "harmless-base.jsonl",
         "sha256": "",
         "row_count": 2,
+        "usage": "train",
+        "test_fraction": 0.0,
+        "split_seed": 0,
         "created_at": "",
     }
 
