@@ -22,6 +22,7 @@ from .serializers import (
     AgreementReportSerializer,
     AnnotatorHistoryRowSerializer,
     AnnotatorQualitySerializer,
+    ComparisonLabelSerializer,
     MetricRowSerializer,
     QueuedSerializer,
     ReportFilterSerializer,
@@ -36,7 +37,7 @@ class AgreementReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
     """Agreement reports: per batch, per vendor in a batch, and over a filter (POST to ask for one).
 
     Researchers see all; vendor managers their own vendor's reports and people. The table actions
-    (`metrics`, `annotators`, `strengths`, `trend`) also answer `?format=csv`.
+    (`metrics`, `annotators`, `strengths`, `trend`, `labels`) also answer `?format=csv`.
     """
 
     serializer_class = AgreementReportSerializer
@@ -114,6 +115,22 @@ class AgreementReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
                 for row, data in zip(rows, AnnotatorQualitySerializer(rows, many=True).data, strict=True)
             ]
         )
+
+    @extend_schema(responses=ComparisonLabelSerializer(many=True))
+    @action(
+        detail=True,
+        methods=["get"],
+        renderer_classes=TABLE_RENDERERS,
+        pagination_class=None,
+        permission_classes=[IsResearcher],
+    )
+    def labels(self, request: Request, pk=None) -> Response:
+        """Each comparison's label: the votes, the majority, and Dawid-Skene's label with its posterior
+        (researchers; batch and filter reports)."""
+        report = self.get_object()
+        self.csv_filename = f"comparison-labels-report-{report.pk}.csv"
+        rows = selectors.comparison_labels_for(request.user, report)
+        return Response(ComparisonLabelSerializer(rows, many=True).data)
 
     @extend_schema(request=None, responses={202: QueuedSerializer})
     @action(detail=True, methods=["post"], permission_classes=[IsResearcher])

@@ -106,3 +106,30 @@ class AnnotatorQuality(models.Model):
 
     def __str__(self) -> str:
         return f"quality of {self.annotator_id} in report {self.report_id}"
+
+
+class ComparisonLabel(models.Model):
+    """One comparison's label in a batch or filter report: majority vote and Dawid-Skene.
+
+    Written with the report from the same fit (agreement.reliability.comparison_labels), over the
+    regular ratings; read by the labels API and CSV and by the raw-ratings export. `ds_posterior` is
+    the posterior probability of `ds_label`, `ds_posterior_a` that of A.
+    """
+
+    report = models.ForeignKey(AgreementReport, on_delete=models.CASCADE, related_name="labels")
+    comparison = models.ForeignKey("annotation.Comparison", on_delete=models.CASCADE, related_name="+")
+    votes_a = models.PositiveIntegerField()
+    votes_b = models.PositiveIntegerField()
+    majority = models.CharField(max_length=1, blank=True, help_text='"a", "b", or empty when the vote is tied.')
+    ds_label = models.CharField(max_length=1, help_text='Dawid-Skene label: "a" or "b".')
+    ds_posterior = models.FloatField(help_text="Posterior probability of the Dawid-Skene label.")
+    ds_posterior_a = models.FloatField(help_text="Posterior probability that A is the better response.")
+
+    class Meta:
+        ordering = ["report_id", "comparison_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["report", "comparison"], name="one_label_per_comparison_and_report"),
+        ]
+
+    def __str__(self) -> str:
+        return f"label of comparison {self.comparison_id} in report {self.report_id}"

@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.models import User, Vendor
 from annotation.models import Batch, Rating
 
-from .models import AgreementReport, AnnotatorQuality, ReportScope, ReportStatus
+from .models import AgreementReport, AnnotatorQuality, ComparisonLabel, ReportScope, ReportStatus
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,17 @@ def annotator_quality_for(user: User, report: AgreementReport) -> QuerySet[Annot
     if not user.is_researcher:
         rows = rows.filter(annotator__vendor_id=user.vendor_id) if user.is_vendor_manager else rows.none()
     return rows.order_by("-is_outlier", "annotator__username")
+
+
+def comparison_labels_for(user: User, report: AgreementReport) -> QuerySet[ComparisonLabel]:
+    """Each comparison's majority and Dawid-Skene label in a batch or filter report, in comparison order.
+
+    Researchers only: a label says which response is right, which vendor managers do not need to
+    judge their people (their annotator rows carry the figures) and annotators must not see.
+    """
+    if not user.is_researcher or report.scope == ReportScope.BATCH_VENDOR:
+        return ComparisonLabel.objects.none()
+    return ComparisonLabel.objects.filter(report=report).order_by("comparison_id")
 
 
 def report_freshness(report: AgreementReport, *, now=None) -> dict:

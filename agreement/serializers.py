@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from .models import AgreementReport, AnnotatorQuality
+from .models import AgreementReport, AnnotatorQuality, ComparisonLabel
 from .reliability import FLAG_LABELS, QUALITY_FIELDS
 
 
@@ -124,3 +124,11 @@ class BatchAgreementSerializer(serializers.Serializer):
 
 class QueuedSerializer(serializers.Serializer):
     queued = serializers.BooleanField()
+
+
+class ComparisonLabelSerializer(serializers.ModelSerializer):
+    comparison = serializers.IntegerField(source="comparison_id")
+
+    class Meta:
+        model = ComparisonLabel
+        fields = ["comparison", "votes_a", "votes_b", "majority", "ds_label", "ds_posterior", "ds_posterior_a"]

@@ -35,7 +35,7 @@ from config.exceptions import InvalidInput, NotAllowed, NotFound
 from core import jobs
 
 from . import reliability
-from .models import AgreementReport, AnnotatorQuality, ReportScope, ReportStatus
+from .models import AgreementReport, AnnotatorQuality, ComparisonLabel, ReportScope, ReportStatus
 from .selectors import ReportFilter
 
 logger = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def agreement_recompute(*, batch_id: int, now=None) -> AgreementReport:
     Batch.objects.filter(pk=batch_id).update(agreement_requested_at=None, agreement_started_at=as_of)
     started = time.perf_counter()
     table = rating_table(Rating.objects.filter(comparison__batch_id=batch_id))
-    metrics, quality = reliability.analyse(table)
+    metrics, quality, labels = reliability.analyse_with_labels(table)
     by_vendor = {}
     for vendor_id in np.unique(table.vendor[table.vendor >= 0]).tolist():
         mine = table.subset(table.vendor == vendor_id)
@@ -190,6 +190,7 @@ def agreement_recompute(*, batch_id: int, now=None) -> AgreementReport:
             defaults=_ready(metrics, len(table), as_of, seconds),
         )
         _store_quality(report, quality)
+        _store_labels(report, labels)
         for vendor_id, (vendor_metrics, count) in by_vendor.items():
             AgreementReport.objects.update_or_create(
                 scope=ReportScope.BATCH_VENDOR,
@@ -269,7 +270,7 @@ def agreement_report_compute(*, report_id: int, now=None) -> AgreementReport:
     started = time.perf_counter()
     try:
         table = rating_table(ReportFilter.from_dict(report.filters).ratings())
-        metrics, quality = reliability.analyse(table)
+        metrics, quality, labels = reliability.analyse_with_labels(table)
     except Exception as exc:
         AgreementReport.objects.filter(pk=report_id).update(status=ReportStatus.FAILED, error=str(exc)[:2000])
         raise
@@ -279,6 +280,7 @@ def agreement_report_compute(*, report_id: int, now=None) -> AgreementReport:
             setattr(report, name, value)
         report.save()
         _store_quality(report, quality)
+        _store_labels(report, labels)
     return report
 
 
@@ -301,6 +303,29 @@ def _store_quality(report: AgreementReport, quality: dict[int, dict[str, Any]]) 
             for annotator_id, row in quality.items()
         ],
         batch_size=1000,
+    )
+
+
+def _store_labels(report: AgreementReport, labels: reliability.ComparisonLabels | None) -> None:
+    """Each comparison's majority and Dawid-Skene label, from the fit the report shows."""
+    ComparisonLabel.objects.filter(report=report).delete()
+    if labels is None:
+        return
+    ComparisonLabel.objects.bulk_create(
+        [
+            ComparisonLabel(
+                report=report,
+                comparison_id=row["comparison"],
+                votes_a=row["votes_a"],
+                votes_b=row["votes_b"],
+                majority=row["majority"],
+                ds_label=row["ds_label"],
+                ds_posterior=row["ds_posterior"],
+                ds_posterior_a=row["ds_posterior_a"],
+            )
+            for row in labels.rows()
+        ],
+        batch_size=2000,
     )
 
 

@@ -1,8 +1,9 @@
 """Synthetic annotators of known reliability, rating a batch through the real services.
 
 Each comparison gets a hidden better response. A "reliable" annotator picks it with probability
-`accuracy`, a "random" one flips a coin, a "left" one always picks the response shown on the
-left. Gold answers are the hidden truth; repeats inherit their original's truth (by response, so
+`accuracy`, a "contrarian" likewise with a low `accuracy` (mostly the worse one), a "random" one
+flips a coin, a "left" one always picks the response shown on the left. Gold answers are the
+hidden truth; repeats inherit their original's truth (by response, so
 the mirrored sides do not matter to anyone but the left-picker).
 """
 
@@ -18,7 +19,7 @@ STRENGTHS = ["significantly_better", "better", "slightly_better", "negligibly_be
 
 @dataclass(frozen=True)
 class Policy:
-    kind: str  # "reliable", "random" or "left"
+    kind: str  # "reliable", "contrarian", "random" or "left"
     accuracy: float = 0.9
     seconds: tuple[float, float] = (40.0, 90.0)
 
@@ -26,6 +27,7 @@ class Policy:
 RELIABLE = Policy("reliable", 0.92, (40.0, 90.0))
 RANDOM = Policy("random", 0.5, (6.0, 12.0))
 LEFT = Policy("left", 0.5, (15.0, 25.0))
+CONTRARIAN = Policy("contrarian", 0.2, (40.0, 90.0))
 
 
 @dataclass

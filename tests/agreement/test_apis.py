@@ -165,3 +165,34 @@ def test_no_report_yet_is_a_clear_404():
     batch = BatchFactory()
     response = client_for(UserFactory()).get(f"/api/batches/{batch.pk}/agreement/")
     assert response.status_code == 404 and "computed once a comparison is complete" in response.json()["detail"]
+
+
+def test_researchers_read_each_comparisons_majority_and_dawid_skene_label(rated_batch):
+    batch, people, acme, _ = rated_batch
+    report = AgreementReport.objects.get(scope=ReportScope.BATCH, batch=batch)
+    api = client_for(UserFactory())
+    labels = api.get(f"/api/agreement-reports/{report.pk}/labels/").json()
+    comparisons = sorted(Comparison.objects.filter(batch=batch).values_list("pk", flat=True))
+    assert [row["comparison"] for row in labels] == comparisons
+    for row in labels:
+        assert (row["votes_a"], row["votes_b"], row["majority"]) == (2, 1, "a")
+        assert row["ds_label"] in {"a", "b"} and 0.5 <= row["ds_posterior"] <= 1
+        expected = row["ds_posterior_a"] if row["ds_label"] == "a" else 1 - row["ds_posterior_a"]
+        assert row["ds_posterior"] == pytest.approx(expected)
+    table = rows_of(api.get(f"/api/agreement-reports/{report.pk}/labels/?format=csv"))
+    assert [int(row["comparison"]) for row in table] == comparisons
+    assert list(table[0]) == [
+        "comparison",
+        "votes_a",
+        "votes_b",
+        "majority",
+        "ds_label",
+        "ds_posterior",
+        "ds_posterior_a",
+    ]
+    assert float(table[0]["ds_posterior"]) == pytest.approx(labels[0]["ds_posterior"])
+    # Labels say which response is right: neither vendor managers nor annotators read them.
+    manager = client_for(VendorManagerFactory(vendor=acme))
+    vendor_report = AgreementReport.objects.get(scope=ReportScope.BATCH_VENDOR, batch=batch, vendor=acme)
+    assert manager.get(f"/api/agreement-reports/{vendor_report.pk}/labels/").status_code == 403
+    assert client_for(people[0]).get(f"/api/agreement-reports/{report.pk}/labels/").status_code == 403

@@ -12,13 +12,13 @@ from django.utils import timezone
 
 from agreement import services as agreement_services
 from agreement.coefficients import fleiss_kappa, gwet_ac, krippendorff_alpha
-from agreement.models import AgreementReport, AnnotatorQuality, ReportScope, ReportStatus
-from agreement.reliability import SIGNED_SCALE
+from agreement.models import AgreementReport, AnnotatorQuality, ComparisonLabel, ReportScope, ReportStatus
+from agreement.reliability import SIGNED_SCALE, comparison_labels
 from agreement.selectors import annotator_quality_for, report_freshness
 from annotation import services
 from annotation.models import Batch, Comparison, Rating
 from config.exceptions import NotAllowed
-from tests.agreement.crowd import LEFT, RANDOM, RELIABLE, seed_crowd
+from tests.agreement.crowd import CONTRARIAN, LEFT, RANDOM, RELIABLE, seed_crowd
 from tests.conftest import wait_for
 from tests.factories import (
     AnnotatorFactory,
@@ -242,3 +242,37 @@ def test_a_completed_comparison_triggers_a_recompute_on_a_real_worker(celery_wor
     assert report.ratings_count == 3
     assert report.metrics["choice"]["gwet_ac1"]["observed"] == 1.0
     wait_for(lambda: Batch.objects.get(pk=batch.pk).agreement_requested_at is None, timeout=30)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("gold", [0, 12])
+def test_bad_annotators_are_flagged_with_and_without_gold(gold):
+    """Five reliable annotators, a coin-flipper, a contrarian and a side-picker rate 240 pairs three
+    times through the services. With or without gold items the three bad ones are flagged and no good
+    one is; the stored labels are the same fit as the report's Dawid-Skene figures."""
+    reliable = [AnnotatorFactory() for _ in range(5)]
+    random_rater, contrarian, left_picker = AnnotatorFactory(), AnnotatorFactory(), AnnotatorFactory()
+    batch = BatchFactory(gold_rate=0.1 if gold else 0.0, repeat_rate=0.0)
+    policies = {**dict.fromkeys(reliable, RELIABLE), random_rater: RANDOM, contrarian: CONTRARIAN, left_picker: LEFT}
+    seed_crowd(batch, policies, comparisons=240 + gold, gold=gold, seed=5)
+    report = agreement_services.agreement_recompute(batch_id=batch.id)
+    rows = {row.annotator_id: row for row in AnnotatorQuality.objects.filter(report=report)}
+
+    assert {"accuracy_near_chance", "agreement_near_chance"} & set(rows[random_rater.id].flags)
+    assert {"accuracy_near_chance", "agreement_near_chance"} & set(rows[contrarian.id].flags)
+    assert "position_bias" in rows[left_picker.id].flags
+    assert not any(rows[a.id].flags for a in reliable), {a.id: rows[a.id].flags for a in reliable}
+    assert (sum(r.gold_n for r in rows.values()) > 0) == bool(gold)
+
+    aggregation = report.metrics["aggregation"]
+    assert aggregation["dawid_skene_converged"]
+    assert aggregation["dawid_skene_final_change"] < aggregation["dawid_skene_tolerance"]
+    labels = list(ComparisonLabel.objects.filter(report=report).order_by("comparison_id"))
+    assert len(labels) == aggregation["comparisons"] == 240
+    table = agreement_services.rating_table(Rating.objects.filter(comparison__batch=batch))
+    expected = comparison_labels(table).rows()
+    assert [(label.comparison_id, label.majority, label.ds_label) for label in labels] == [
+        (row["comparison"], row["majority"], row["ds_label"]) for row in expected
+    ]
+    assert [label.ds_posterior for label in labels] == pytest.approx([row["ds_posterior"] for row in expected])
+    assert sum(label.ds_label != label.majority for label in labels) == aggregation["disagreements"]
