@@ -63,7 +63,7 @@ class Item:
 class Entry:
     rank: int
     item: Item
-    rating: float
+    rating: float | None  # None: no vote yet
     low: float | None  # the bootstrap interval on the rating scale; None without any comparison
     high: float | None
     strength: float
@@ -71,7 +71,7 @@ class Entry:
     wins: float
     losses: float
     ties: float
-    part: int  # 1 = the largest connected part of the comparison graph
+    part: int | None  # 1 = the largest connected part of the comparison graph; None: no vote yet
     too_few: bool
 
 
@@ -137,15 +137,20 @@ def _rank(
     fitted = bt.fit(counts)
     interval = bt.bootstrap(len(items), outcomes, samples=bootstrap_samples, seed=seed, start=fitted)
     rate, met = bt.win_rates(counts)
-    parts = bt.components(counts)
-    part_of = {item: number for number, members in enumerate(parts, start=1) for item in members}
     totals = met.sum(axis=1)
+    # An item without a single vote yet is not a part of the graph: it is listed as unrated.
+    parts = [members for members in bt.components(counts) if totals[members].sum() > 0]
+    part_of = {item: number for number, members in enumerate(parts, start=1) for item in members}
+    unrated_part = len(parts) + 1
     record = np.zeros((len(items), 3))
     for i, j, w, lo, t in zip(counts.first, counts.second, counts.wins, counts.losses, counts.ties, strict=True):
         record[i] += (w, lo, t)
         record[j] += (lo, w, t)
     # Items of different parts are not comparable: rank inside each part, the largest part first.
-    order = sorted(range(len(items)), key=lambda k: (part_of[k], -fitted.strengths[k], items[k].variant, items[k].key))
+    order = sorted(
+        range(len(items)),
+        key=lambda k: (part_of.get(k, unrated_part), -fitted.strengths[k], items[k].variant, items[k].key),
+    )
 
     def to_rating(theta: float) -> float | None:
         return None if math.isnan(theta) else float(bt.ELO_BASE + bt.ELO_SCALE * theta)
@@ -154,16 +159,16 @@ def _rank(
         Entry(
             rank=rank,
             item=items[k],
-            rating=to_rating(fitted.strengths[k]),
-            low=to_rating(interval.low[k]),
-            high=to_rating(interval.high[k]),
+            rating=to_rating(fitted.strengths[k]) if totals[k] else None,
+            low=to_rating(interval.low[k]) if totals[k] else None,
+            high=to_rating(interval.high[k]) if totals[k] else None,
             strength=float(fitted.strengths[k]),
             comparisons=int(totals[k]),
             wins=float(record[k, 0]),
             losses=float(record[k, 1]),
             ties=float(record[k, 2]),
-            part=part_of[k],
-            too_few=int(totals[k]) < min_comparisons,
+            part=part_of.get(k),
+            too_few=0 < int(totals[k]) < min_comparisons,
         )
         for rank, k in enumerate(order, start=1)
     ]
@@ -193,6 +198,13 @@ def _warnings(items: list[Item], parts: list[list[int]], entries: list[Entry], m
         warnings.append(
             f"The comparison graph is disconnected ({len(parts)} parts): no vote links items in different "
             f"parts, so their ratings cannot be compared with each other. {named}."
+        )
+    unrated = [entry for entry in entries if entry.comparisons == 0]
+    if unrated:
+        warnings.append(
+            f"{len(unrated)} of {len(entries)} items have no labelled comparison in this scope yet: "
+            + ", ".join(_label(e.item) for e in unrated)
+            + "."
         )
     few = [entry for entry in entries if entry.too_few]
     if few:
@@ -352,7 +364,7 @@ def ranking_rows(ranking: Ranking) -> Iterable[dict]:
             "variant_id": entry.item.variant_id,
             "variant": entry.item.variant,
             "temperature": entry.item.temperature,
-            "rating": round(entry.rating, 1),
+            "rating": None if entry.rating is None else round(entry.rating, 1),
             "ci_low": None if entry.low is None else round(entry.low, 1),
             "ci_high": None if entry.high is None else round(entry.high, 1),
             "strength": round(entry.strength, 4),

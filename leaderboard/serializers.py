@@ -48,7 +48,9 @@ class RankingRowSerializer(serializers.Serializer):
     wins = serializers.FloatField()
     losses = serializers.FloatField()
     ties = serializers.FloatField()
-    graph_part = serializers.IntegerField(help_text="1 = the largest connected part of the comparison graph.")
+    graph_part = serializers.IntegerField(
+        allow_null=True, help_text="1 = the largest connected part of the comparison graph; null: no vote yet."
+    )
     too_few_comparisons = serializers.BooleanField()
     judged_by = serializers.CharField()
 

@@ -173,3 +173,21 @@ def _checkpoint():
     from rewardmodel.models import BaseCheckpoint
 
     return BaseCheckpoint.objects.create(name="base", path="embedded:x", kind="encoder")
+
+
+def test_a_variant_without_a_labelled_comparison_is_listed_as_unrated_not_as_a_part(researcher, variants):
+    alpha, beta, gamma, _ = variants
+    batch = BatchFactory()
+    for _ in range(10):
+        labelled(batch, alpha, beta, "a")
+    ComparisonFactory(batch=batch, response_a=ResponseFactory(variant=gamma), response_b=ResponseFactory(variant=alpha))
+    body = client_for(researcher).get("/api/leaderboard/", {"batch": batch.pk, "by": "variant", "bootstrap": 0}).json()
+    humans = body["humans"]
+    assert humans["graph_parts"] == 1
+    assert not any("disconnected" in w for w in humans["warnings"])
+    assert any("no labelled comparison in this scope yet: gamma v1" in w for w in humans["warnings"])
+    assert [(r["variant"], r["graph_part"], r["rating"] is not None) for r in humans["rows"]][-1] == (
+        "gamma v1",
+        None,
+        False,
+    )

@@ -25,6 +25,23 @@ class Command(BaseCommand):
         path = ensure_embedded_checkpoint(settings.PREFLAB_MODEL_CACHE)
         self.stdout.write(f"\nEmbedded SmolLM2-135M-Instruct at {path} ({time.monotonic() - started:.1f} s).")
 
+        from annotation.demo import HELPFULNESS_GUIDELINES
+        from annotation.models import Batch
+        from leaderboard.demo import load_loop_demo
+
+        started = time.monotonic()
+        loop = load_loop_demo(
+            researcher=next(u for u in result["people"] if u.username == "researcher"),
+            helpful_batch=Batch.objects.get(name="Week 1 · helpfulness"),
+            guidelines=HELPFULNESS_GUIDELINES,
+        )
+        self.stdout.write(
+            f"\nThe RLHF loop ({time.monotonic() - started:.1f} s): reward model {loop['run'].name!r}, "
+            f"variant {loop['best_of_k']}, batches "
+            + ", ".join(repr(b.name) for b in loop["batches"])
+            + f" ({loop['queued']} pairs queued for the worker); see Leaderboard."
+        )
+
         self.stdout.write(f"\nDemo accounts (password for all: {DEMO_PASSWORD}):")
         for user in result["people"]:
             vendor = f" ({user.vendor})" if user.vendor else ""
