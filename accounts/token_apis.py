@@ -39,9 +39,9 @@ class LoginLockoutThrottle(BaseThrottle):
     is locked out (accounts.backends counts the failures: only a failed password counts)."""
 
     def allow_request(self, request: Request, view) -> bool:
-        self.seconds = lockout.retry_after(
-            username=str(request.data.get("username", "")), address=lockout.client_address(request)
-        )
+        # A body that is not an object (a JSON list) names no one; the serializer refuses it after.
+        username = str(request.data.get("username", "")) if hasattr(request.data, "get") else ""
+        self.seconds = lockout.retry_after(username=username, address=lockout.client_address(request))
         return self.seconds is None
 
     def wait(self) -> int | None:

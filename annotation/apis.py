@@ -13,6 +13,7 @@ from agreement import selectors as agreement_selectors
 from agreement import services as agreement_services
 from agreement.serializers import AgreementReportSerializer, BatchAgreementSerializer, QueuedSerializer
 from config.exceptions import InvalidInput, NotFound
+from config.schema import state_errors
 from core.parsers import FormParser, JSONParser, MultiPartParser
 
 from . import selectors, services
@@ -101,6 +102,7 @@ class BatchViewSet(viewsets.ModelViewSet):
         return Response({"promoted": promoted})
 
     @extend_schema(request=BatchCreateSerializer, responses=BatchSerializer)
+    @state_errors(409)
     def create(self, request: Request) -> Response:
         data = BatchCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -170,6 +172,7 @@ class RatingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         return super().get_permissions()
 
     @extend_schema(request=RatingSubmitSerializer, responses={201: RatingSerializer, 200: RatingSerializer})
+    @state_errors(409, 410)
     def create(self, request: Request) -> Response:
         data = RatingSubmitSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -201,6 +204,7 @@ class ComparisonViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=GoldMarkSerializer, responses=ResearchComparisonSerializer, methods=["POST"])
     @extend_schema(request=None, responses={200: ResearchComparisonSerializer}, methods=["DELETE"])
     @action(detail=True, methods=["post", "delete"])
+    @state_errors(409)
     def gold(self, request: Request, pk=None) -> Response:
         """POST marks the comparison gold with its expected answer; DELETE makes it ordinary again."""
         comparison = self.get_object()

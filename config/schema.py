@@ -10,10 +10,11 @@ Which errors an operation can answer follows from what the view is made of, so n
 * 429 when a throttle applies to it.
 
 Errors that depend on the state of a record (409 conflict, 410 gone) are declared by the action
-that raises them, with `ERROR_RESPONSE` in its `extend_schema(responses=...)`.
+whose service raises them, with `@state_errors(409)` above it.
 """
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse
@@ -45,8 +46,12 @@ class ValidationErrorSerializer(serializers.Serializer):
     field = serializers.CharField(required=False)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 ERROR_RESPONSE = OpenApiResponse(ErrorSerializer, description="Refused: see `detail` and `code`.")
-VALIDATION_ERROR_RESPONSE = OpenApiResponse(ValidationErrorSerializer, description="The input was refused.")
+VALIDATION_F = TypeVar("F", bound=Callable[..., Any])
+
+ERROR_RESPONSE = OpenApiResponse(ValidationErrorSerializer, description="The input was refused.")
 
 ERROR_DESCRIPTIONS = {
     "400": "The input was refused.",
@@ -57,6 +62,16 @@ ERROR_DESCRIPTIONS = {
     "410": "The record is gone.",
     "429": "Too many requests: wait as long as Retry-After says.",
 }
+
+
+def state_errors(*codes: int) -> Callable[[F], F]:
+    """Declare the state errors (409, 410) a view method answers, for the schema."""
+
+    def declare(method: F) -> F:
+        method.state_errors = tuple(str(code) for code in codes)  # type: ignore[attr-defined]
+        return method
+
+    return declare
 
 
 class PreflabAutoSchema(AutoSchema):
@@ -104,6 +119,16 @@ class PreflabAutoSchema(AutoSchema):
                 schema = {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
         return schema
 
+    def _get_response_for_code(
+        self, serializer: Any, status_code: str, media_types: Any = None, direction: str = "response"
+    ) -> dict[str, Any]:
+        response = super()._get_response_for_code(serializer, status_code, media_types, direction)
+        if media_types and "content" not in response:
+            # A download or a stream described in words only (`(200, "text/csv"): OpenApiResponse(
+            # description=...)`) still has its media type, and one status may have several.
+            response["content"] = {media_type: {"schema": {}} for media_type in media_types}
+        return response
+
     def _get_paginator(self) -> Any:
         # Only `list` actions page their rows; actions that answer several records (an import, a
         # CSV of invitations, a report's table) answer them as a plain array.
@@ -125,6 +150,8 @@ class PreflabAutoSchema(AutoSchema):
             codes.append("404")
         if self.view.get_throttles():
             codes.append("429")
+        handler = getattr(self.view, getattr(self.view, "action", None) or self.method.lower(), None)
+        codes += getattr(handler, "state_errors", ())
         return codes
 
     def needs_user(self) -> bool:

@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.permissions import IsResearcher
+from config.schema import state_errors
 from core.parsers import FormParser, MultiPartParser
 
 from . import selectors, services
@@ -75,6 +76,7 @@ class DatasetExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         return selectors.exports_for(self.request.user)
 
     @extend_schema(request=DatasetExportCreateSerializer, responses={201: DatasetExportSerializer})
+    @state_errors(409)
     def create(self, request: Request) -> Response:
         data = DatasetExportCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -88,6 +90,7 @@ class DatasetExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
 
     @extend_schema(responses={200: OpenApiResponse(description="The file's bytes.")})
     @action(detail=True, methods=["get"], url_path=r"files/(?P<name>[A-Za-z0-9_.\-]+)", url_name="file")
+    @state_errors(409, 410)
     def file(self, request: Request, pk=None, name: str = "") -> FileResponse:
         """Download a data file or the manifest of a finished export."""
         path = selectors.export_file_path(self.get_object(), name)
@@ -109,6 +112,7 @@ class ExternalSourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
     @extend_schema(
         request={"multipart/form-data": ExternalSourceImportSerializer}, responses={201: ExternalSourceSerializer}
     )
+    @state_errors(409)
     def create(self, request: Request) -> Response:
         data = ExternalSourceImportSerializer(data=request.data)
         data.is_valid(raise_exception=True)

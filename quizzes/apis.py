@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from accounts.models import User, Vendor
 from accounts.permissions import IsAnnotator, IsResearcher, IsResearcherOrVendorManager
 from config.exceptions import InvalidInput, NotFound
+from config.schema import state_errors
 from core.parsers import FormParser, JSONParser, MultiPartParser
 from core.routing import id_param
 
@@ -127,6 +128,7 @@ class QuizViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     @extend_schema(request=None, responses={201: CandidateAttemptSerializer, 200: CandidateAttemptSerializer})
     @action(detail=True, methods=["post"])
+    @state_errors(409)
     def start(self, request: Request, pk=None) -> Response:
         """Start an attempt (or get back the one in progress)."""
         started = services.attempt_start(candidate=request.user, quiz=get_object_or_404(Quiz, pk=pk))
@@ -192,6 +194,7 @@ class AttemptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     @extend_schema(request=None, responses=CandidateAttemptSerializer)
     @action(detail=True, methods=["post"], url_path="start-section")
+    @state_errors(409)
     def start_section(self, request: Request, pk=None) -> Response:
         """Start the next section: its timer starts now."""
         services.section_start(candidate=request.user, attempt_id=int(pk))
@@ -199,6 +202,7 @@ class AttemptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     @extend_schema(request=SectionSubmitSerializer, responses=CandidateAttemptSerializer)
     @action(detail=True, methods=["post"], url_path="submit-section")
+    @state_errors(409, 410)
     def submit_section(self, request: Request, pk=None) -> Response:
         """Submit the open section. Unanswered questions need confirm_incomplete=true."""
         data = SectionSubmitSerializer(data=request.data)
@@ -214,6 +218,7 @@ class AttemptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         parameters=[OpenApiParameter("question_id", int, location=OpenApiParameter.PATH)],
     )
     @action(detail=True, methods=["put"], url_path=f"answers/{id_param('question_id')}", parser_classes=[JSONParser])
+    @state_errors(409, 410)
     def answer(self, request: Request, pk=None, question_id=None) -> Response:
         """Save the answer to one question of the open section, in the order the candidate sees."""
         data = AnswerSaveSerializer(data=request.data)
@@ -323,6 +328,7 @@ class InvitationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(request=InvitationAcceptSerializer, responses={201: InvitationAcceptedSerializer})
     @action(detail=False, methods=["post"], authentication_classes=[])
+    @state_errors(409, 410)
     def accept(self, request: Request) -> Response:
         """Create the invited candidate's account with the token from the link."""
         data = InvitationAcceptSerializer(data=request.data)

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from accounts.permissions import IsResearcher
 from config.exceptions import InvalidInput
+from config.schema import state_errors
 from core.routing import id_param
 from preference_data.models import DatasetBuild
 from sampling import selectors as sampling_selectors
@@ -79,6 +80,7 @@ class BaseCheckpointViewSet(
         return selectors.base_checkpoints_for(self.request.user)
 
     @extend_schema(request=BaseCheckpointCreateSerializer, responses={201: BaseCheckpointSerializer})
+    @state_errors(409)
     def create(self, request: Request) -> Response:
         data = BaseCheckpointCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -130,12 +132,14 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
 
     @extend_schema(request=None, responses={202: TrainingRunSerializer})
     @action(detail=True, methods=["post"])
+    @state_errors(409)
     def cancel(self, request: Request, pk=None) -> Response:
         """Stop the run before its next micro-batch; its last checkpoint is kept (and can be resumed)."""
         return self._answer(runs.run_cancel(run=self.get_object(), user=request.user), status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: TrainingRunSerializer})
     @action(detail=True, methods=["post"])
+    @state_errors(409)
     def resume(self, request: Request, pk=None) -> Response:
         """Queue a cancelled, failed or interrupted run again; it continues from its last checkpoint."""
         return self._answer(runs.run_resume(run=self.get_object(), user=request.user), status.HTTP_202_ACCEPTED)
@@ -155,12 +159,14 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
 
     @extend_schema(responses={200: OpenApiResponse(description="A zip of the model directory.")})
     @action(detail=True, methods=["get"])
+    @state_errors(409, 410)
     def download(self, request: Request, pk=None) -> StreamingHttpResponse:
         """The trained model (or the checkpoint a cancel left) as a zip that `from_pretrained` loads unzipped."""
         return model_zip_response(self.get_object())
 
     @extend_schema(request=ScoreSerializer, responses={200: OpenApiResponse(description="reward and probability")})
     @action(detail=True, methods=["post"])
+    @state_errors(409)
     def score(self, request: Request, pk=None) -> Response:
         """The reward of a response after a dialogue: the raw scalar and its sigmoid."""
         data = ScoreSerializer(data=request.data)
@@ -188,6 +194,7 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
 
     @extend_schema(request=HybridScoreSerializer, responses={200: OpenApiResponse(description="the hybrid reward")})
     @action(detail=False, methods=["post"], url_path="hybrid-score")
+    @state_errors(409)
     def hybrid_score(self, request: Request) -> Response:
         """Llama 2's hybrid reward: the safety model's score for a safety prompt or below 0.15, else the
         helpfulness model's."""
@@ -205,6 +212,7 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
 
     @extend_schema(request=BestOfKSerializer, responses={202: BestOfKPreviewSerializer})
     @action(detail=False, methods=["post"], url_path="best-of-k")
+    @state_errors(409)
     def best_of_k(self, request: Request) -> Response:
         """Queue a best-of-K preview: a sampling worker samples K responses from a model variant and
         ranks them by reward (hybrid with a safety run). Input that cannot run is refused here (4xx);
@@ -259,6 +267,7 @@ class RunEvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         return selectors.evaluations_for(self.request.user)
 
     @extend_schema(request=RunEvaluationCreateSerializer, responses={202: RunEvaluationSerializer})
+    @state_errors(409)
     def create(self, request: Request) -> Response:
         """Evaluate a run's model on a dataset's split (e.g. a safety RM on the helpfulness test set)."""
         data = RunEvaluationCreateSerializer(data=request.data)

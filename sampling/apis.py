@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from accounts.permissions import IsAnnotator, IsResearcher
 from annotation.models import Batch
 from config.exceptions import InvalidInput
+from config.schema import state_errors
 
 from . import selectors, services
 from .models import GenerationJob, ModelVariant, PairPolicy
@@ -48,6 +49,7 @@ class ModelVariantViewSet(
         return selectors.variants_for(self.request.user).order_by("name", "-version")
 
     @extend_schema(request=ModelVariantCreateSerializer, responses={201: ModelVariantSerializer})
+    @state_errors(409)
     def create(self, request: Request) -> Response:
         data = ModelVariantCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -55,6 +57,7 @@ class ModelVariantViewSet(
         return Response(ModelVariantSerializer(variant).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=ModelVariantUpdateSerializer, responses={200: ModelVariantSerializer})
+    @state_errors(409)
     def partial_update(self, request: Request, pk=None) -> Response:
         data = ModelVariantUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -99,6 +102,7 @@ class PairPolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     @extend_schema(request=FillSerializer, responses={202: GenerationJobSerializer(many=True)})
     @action(detail=True, methods=["post"])
+    @state_errors(409)
     def fill(self, request: Request, batch=None) -> Response:
         """Queue pairs for prompts of the batch's pool that have none yet."""
         data = FillSerializer(data=request.data)
@@ -132,6 +136,7 @@ class GenerationJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         return super().get_permissions()
 
     @extend_schema(request=PromptSubmitSerializer, responses={202: AnnotatorJobSerializer})
+    @state_errors(409)
     def create(self, request: Request) -> Response:
         """Submit a prompt (or, with `continues`, the next user turn after rating that pair)."""
         data = PromptSubmitSerializer(data=request.data)
@@ -149,6 +154,7 @@ class GenerationJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
 
     @extend_schema(request=None, responses={202: AnnotatorJobSerializer})
     @action(detail=True, methods=["post"])
+    @state_errors(409)
     def retry(self, request: Request, pk=None) -> Response:
         """Queue a failed job again (the annotator who asked for it, or a researcher)."""
         job = services.job_retry(user=request.user, job_id=self.get_object().pk)

@@ -58,6 +58,13 @@ def test_a_throttled_operation_documents_429(document):
     assert "429" in document["paths"]["/api/auth/token/"]["post"]["responses"]
 
 
+def test_state_errors_are_documented_where_the_action_declares_them(document):
+    rating = document["paths"]["/api/ratings/"]["post"]["responses"]
+    assert {"409", "410"} <= set(rating)
+    assert rating["410"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    assert "409" not in document["paths"]["/api/ratings/"]["get"]["responses"]
+
+
 def test_error_bodies_have_the_documented_shape():
     anonymous = APIClient()
     refused = anonymous.get("/api/batches/")
