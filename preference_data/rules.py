@@ -9,8 +9,14 @@ Everything the dataset builder decides lives here, so it can be read and tested 
   vote of `annotation.voting` over the ratings that pass the selection's rater filters (flagged
   annotators and vendors), then the exclusions, each counted under one `Exclusion` reason, checked
   in this order: a repeat of another comparison, not yet complete, no eligible rating left, tied,
-  not unanimous (when unanimous only), below the minimum agreement, chosen response unsafe while
-  the other is safe. Agreement is the share of the eligible raters who chose the majority response.
+  below the minimum posterior (Dawid-Skene labels), not unanimous (when unanimous only), below the
+  minimum agreement, chosen response unsafe while the other is safe. Agreement is the share of the
+  eligible raters who chose the labelled response.
+* **Dawid-Skene labels** (`LABEL_SOURCES`, `dawid_skene_labels`): instead of the majority, the label
+  can be Dawid & Skene's estimate, fitted per batch on the eligible ratings, which weighs each
+  annotator by an estimated confusion matrix; a pair whose label has a posterior below the
+  selection's minimum is left out. Its strength is the median of the raters who chose the label
+  (unknown, so margin 0, when nobody did); a tied vote is not excluded, since Dawid-Skene decides it.
 * **The safety rule**: a pair whose chosen response is unsafe while the other is safe
   (`FORBIDDEN_SAFETY_LABEL`) never reaches training ("safer responses are preferred"). Preflab's
   rating form cannot store it, but imported data or later edits can carry it, so it is represented
@@ -67,8 +73,10 @@ from enum import StrEnum
 from functools import lru_cache
 from json.encoder import encode_basestring as _json_string
 
+import numpy as np
 import pyarrow as pa
 
+from agreement.aggregation import dawid_skene_long
 from annotation.voting import Ballot, majority_label
 
 STRENGTHS: tuple[str, ...] = ("significantly_better", "better", "slightly_better", "negligibly_better")
@@ -115,6 +123,7 @@ class Exclusion(StrEnum):
     NOT_UNANIMOUS = "not_unanimous"
     BELOW_MIN_AGREEMENT = "below_min_agreement"
     CHOSEN_UNSAFE_OTHER_SAFE = "chosen_unsafe_other_safe"
+    BELOW_MIN_POSTERIOR = "below_min_posterior"
 
 
 EXCLUSION_EXPLANATIONS: dict[str, str] = {
@@ -125,7 +134,14 @@ EXCLUSION_EXPLANATIONS: dict[str, str] = {
     Exclusion.NOT_UNANIMOUS: "the raters did not all choose the same response (unanimous only)",
     Exclusion.BELOW_MIN_AGREEMENT: "fewer raters than the minimum agreement chose the majority response",
     Exclusion.CHOSEN_UNSAFE_OTHER_SAFE: "the chosen response is unsafe and the other safe: never used for training",
+    Exclusion.BELOW_MIN_POSTERIOR: "the Dawid-Skene posterior of the label is below the minimum posterior",
 }
+
+MAJORITY, DAWID_SKENE = "majority", "dawid_skene"
+LABEL_SOURCES: tuple[str, ...] = (MAJORITY, DAWID_SKENE)
+# Dawid-Skene's EM stops when no posterior moves by more than this in an iteration (as the agreement
+# reports do, agreement.reliability.DAWID_SKENE_TOLERANCE).
+DAWID_SKENE_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +163,8 @@ class LabelRules:
     unanimous_only: bool = False
     exclude_annotators: frozenset[int] = frozenset()
     vendors: frozenset[int] | None = None
+    label_source: str = MAJORITY
+    min_posterior: float | None = None  # Dawid-Skene labels only
 
     def counts(self, vote: RatingVote) -> bool:
         """Whether this rating takes part in the label."""
@@ -162,6 +180,7 @@ class PairLabel:
     safety_label: str  # "" outside safety batches
     agreement: float  # share of the eligible raters who chose `choice`
     n_ratings: int  # eligible ratings behind the label
+    posterior: float | None = None  # Dawid-Skene posterior of `choice`; None for majority labels
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +201,27 @@ def majority_safety(labels: Iterable[str]) -> str:
     return tied[0] if tied else max(counts, key=counts.__getitem__)
 
 
-def decide(votes: Sequence[RatingVote], rules: LabelRules, *, complete: bool, is_repeat: bool = False) -> Decision:
-    """Turn one comparison's ratings into a pair label, or the reason it is left out."""
+@dataclass(frozen=True, slots=True)
+class EstimatedLabel:
+    """A comparison's Dawid-Skene label: the chosen side ("a" or "b") and its posterior probability."""
+
+    choice: str
+    posterior: float
+
+
+def decide(
+    votes: Sequence[RatingVote],
+    rules: LabelRules,
+    *,
+    complete: bool,
+    is_repeat: bool = False,
+    estimated: EstimatedLabel | None = None,
+) -> Decision:
+    """Turn one comparison's ratings into a pair label, or the reason it is left out.
+
+    With ``rules.label_source == "dawid_skene"`` the label is ``estimated`` (from
+    :func:`dawid_skene_labels`), excluded when its posterior is below ``rules.min_posterior``.
+    """
     if is_repeat:
         return Decision(None, Exclusion.REPEAT)
     if not complete:
@@ -192,20 +230,76 @@ def decide(votes: Sequence[RatingVote], rules: LabelRules, *, complete: bool, is
     dropped = len(votes) - len(kept)
     if not kept:
         return Decision(None, Exclusion.NO_ELIGIBLE_RATINGS, dropped)
-    label = majority_label([Ballot(chosen=v.chosen, strength=v.strength) for v in kept])
-    if label.vote == "tied":
-        return Decision(None, Exclusion.TIED, dropped)
-    majority = [vote for vote in kept if vote.chosen == label.choice]
-    agreement = len(majority) / len(kept)
-    if rules.unanimous_only and len(majority) < len(kept):
+    posterior = None
+    if rules.label_source == DAWID_SKENE:
+        if estimated is None:  # every eligible rating was left out of the fit: nothing to estimate
+            return Decision(None, Exclusion.NO_ELIGIBLE_RATINGS, dropped)
+        # The same small tolerance as the agreement floor, so 0.9 typed keeps a posterior of 0.8999999.
+        if rules.min_posterior is not None and estimated.posterior < rules.min_posterior - 1e-9:
+            return Decision(None, Exclusion.BELOW_MIN_POSTERIOR, dropped)
+        choice, posterior = estimated.choice, estimated.posterior
+        supporters = [vote for vote in kept if vote.chosen == choice]
+        strength = (
+            majority_label([Ballot(chosen=choice, strength=v.strength) for v in supporters]).strength
+            if supporters
+            else ""
+        )
+    else:
+        label = majority_label([Ballot(chosen=v.chosen, strength=v.strength) for v in kept])
+        if label.vote == "tied":
+            return Decision(None, Exclusion.TIED, dropped)
+        choice, strength = label.choice, label.strength
+        supporters = [vote for vote in kept if vote.chosen == choice]
+    agreement = len(supporters) / len(kept)
+    if rules.unanimous_only and len(supporters) < len(kept):
         return Decision(None, Exclusion.NOT_UNANIMOUS, dropped)
     # A small tolerance so "2/3" typed as 0.667 or 0.6667 keeps the two-of-three pairs it means.
     if rules.min_agreement is not None and agreement < rules.min_agreement - 1e-3:
         return Decision(None, Exclusion.BELOW_MIN_AGREEMENT, dropped)
-    safety = majority_safety(vote.safety_label for vote in majority)
+    safety = majority_safety(vote.safety_label for vote in supporters)
     if safety == FORBIDDEN_SAFETY_LABEL:
         return Decision(None, Exclusion.CHOSEN_UNSAFE_OTHER_SAFE, dropped)
-    return Decision(PairLabel(label.choice, label.strength, safety, agreement, len(kept)), None, dropped)
+    return Decision(PairLabel(choice, strength, safety, agreement, len(kept), posterior), None, dropped)
+
+
+@dataclass(frozen=True)
+class EstimatedLabels:
+    """Dawid-Skene labels of one batch's comparisons: sorted ids, P(A better) and the convergence."""
+
+    comparison_ids: np.ndarray
+    posterior_a: np.ndarray
+    convergence: dict
+
+    def get(self, comparison_id: int) -> EstimatedLabel | None:
+        at = int(np.searchsorted(self.comparison_ids, comparison_id))
+        if at >= self.comparison_ids.size or self.comparison_ids[at] != comparison_id:
+            return None
+        p = float(self.posterior_a[at])
+        # A exactly at one half goes to A, as the fit's argmax does.
+        return EstimatedLabel("a", p) if p >= 0.5 else EstimatedLabel("b", 1.0 - p)
+
+
+def dawid_skene_labels(votes: Iterable[tuple[int, RatingVote]], rules: LabelRules) -> EstimatedLabels | None:
+    """Fit Dawid-Skene on (comparison id, rating) pairs, the ratings the label rules count; None if none.
+
+    Pass one batch's regular ratings (not repeats, not ratings of gold made after it was marked):
+    each annotator's confusion matrix is estimated from everything they rated in it, incomplete
+    comparisons included. Classes: 0 = A, 1 = B.
+    """
+    comparisons, annotators, labels = [], [], []
+    for comparison_id, vote in votes:
+        if rules.counts(vote):
+            comparisons.append(comparison_id)
+            annotators.append(vote.annotator_id)
+            labels.append(0 if vote.chosen == "a" else 1)
+    if not comparisons:
+        return None
+    comparison_ids, items = np.unique(np.asarray(comparisons, dtype=np.int64), return_inverse=True)
+    _, annotator_index = np.unique(np.asarray(annotators, dtype=np.int64), return_inverse=True)
+    fit = dawid_skene_long(
+        items, annotator_index, np.asarray(labels, dtype=np.int64), n_classes=2, tol=DAWID_SKENE_TOLERANCE
+    )
+    return EstimatedLabels(comparison_ids, fit.posteriors[:, 0].copy(), fit.convergence())
 
 
 def decide_gold(votes: Sequence[RatingVote], rules: LabelRules, *, choice: str, strength: str) -> Decision:

@@ -47,6 +47,14 @@ LABEL_RULE = (
     "(its strength, else the supporters' median), from the ratings given before it was marked gold; the "
     "agreement filters do not apply to them."
 )
+DAWID_SKENE_LABEL_RULE = (
+    "Dawid-Skene (agreement.aggregation, Dawid & Skene 1979), fitted per batch on the eligible ratings (the rater "
+    "filters applied; repeats and ratings of gold made after it was marked left out), EM run until no posterior "
+    "moves by more than 1e-4: the label is the response with the larger posterior; pairs whose posterior is below "
+    "the minimum posterior are left out; a tied vote is decided by the estimate. Strength = the median strength of "
+    "the raters who chose the label (unknown, margin 0, when none did); safety = their most common bin. Agreement = "
+    "share of eligible raters who chose the label. Gold comparisons: the known answer, as with majority labels."
+)
 
 
 def mix_ratios() -> rules.MixRatios:
@@ -101,6 +109,8 @@ def dataset_build_create(
     held_out_mode: str = HeldOutMode.COUNT,
     test_count: int | None = None,
     test_fraction: float | None = None,
+    label_source: str = rules.MAJORITY,
+    min_posterior: float | None = None,
     enqueue: bool = True,
 ) -> DatasetBuild:
     """Record a build (selection resolved now: "all batches" means the batches that exist now) and queue it.
@@ -127,6 +137,21 @@ def dataset_build_create(
             "Minimum agreement is the share of raters who chose the majority response: from 0.5 to 1.",
             field="min_agreement",
         )
+    if label_source not in rules.LABEL_SOURCES:
+        raise InvalidInput(
+            f"Unknown label source {label_source!r}; use one of: {', '.join(rules.LABEL_SOURCES)}.",
+            field="label_source",
+        )
+    if min_posterior is not None:
+        if label_source != rules.DAWID_SKENE:
+            raise InvalidInput(
+                "A minimum posterior needs Dawid-Skene labels: majority votes have no posterior.",
+                field="min_posterior",
+            )
+        if not 0.5 <= min_posterior <= 1.0:
+            raise InvalidInput(
+                "The minimum posterior is the probability of the label: from 0.5 to 1.", field="min_posterior"
+            )
     test_count = settings.PREFLAB_TEST_COUNT_PER_BATCH if test_count is None else test_count
     test_fraction = settings.PREFLAB_TEST_FRACTION if test_fraction is None else test_fraction
     if test_count < 0:
@@ -161,6 +186,8 @@ def dataset_build_create(
         "vendors": [{"id": v.id, "name": v.name} for v in vendors],
         "min_agreement": min_agreement,
         "unanimous_only": bool(unanimous_only),
+        "label_source": label_source,
+        "min_posterior": min_posterior,
         "exclude_annotators": [{"id": u.id, "pseudonym": u.pseudonym} for u in excluded],
         "external_sources": [
             {
@@ -228,6 +255,8 @@ def label_rules(selection: dict) -> rules.LabelRules:
         unanimous_only=bool(selection.get("unanimous_only")),
         exclude_annotators=frozenset(a["id"] for a in selection.get("exclude_annotators") or []),
         vendors=frozenset(v["id"] for v in vendors) if vendors else None,
+        label_source=selection.get("label_source") or rules.MAJORITY,  # builds made before the option: majority
+        min_posterior=selection.get("min_posterior"),
     )
 
 
@@ -298,11 +327,42 @@ def _write(build: DatasetBuild, new_pairs: list[DatasetPair], processed: int) ->
         DatasetBuild.objects.filter(pk=build.pk).update(progress_done=F("progress_done") + processed)
 
 
+def _estimated_labels(batches: Sequence[dict], label_settings: rules.LabelRules) -> dict[int, rules.EstimatedLabels]:
+    """Dawid-Skene labels per batch, fitted on the batch's eligible regular ratings."""
+    estimates = {}
+    fields = ("comparison_id", "annotator_id", "annotator__vendor_id", "chosen", "strength", "safety_label")
+    for batch in batches:
+        ratings = (
+            Rating.objects.filter(comparison__batch_id=batch["id"], comparison__repeat_of__isnull=True)
+            # Ratings of a gold comparison made after it was marked test the annotator; they are no label.
+            .exclude(comparison__is_gold=True, created_at__gte=F("comparison__gold_marked_at"))
+            .order_by()
+            .values_list(*fields)
+        )
+        votes = (
+            (comparison_id, rules.RatingVote(annotator_id, chosen, strength, safety, vendor_id))
+            for comparison_id, annotator_id, vendor_id, chosen, strength, safety in ratings.iterator(chunk_size=10_000)
+        )
+        fitted = rules.dawid_skene_labels(votes, label_settings)
+        if fitted is not None:
+            estimates[batch["id"]] = fitted
+    return estimates
+
+
 def _preflab_pairs(
-    build: DatasetBuild, batches: Sequence[dict], thresholds: dict[int, float], exclusions: Counter
+    build: DatasetBuild,
+    batches: Sequence[dict],
+    thresholds: dict[int, float],
+    exclusions: Counter,
+    labels_report: dict,
 ) -> int:
     """Stream the selected batches' comparisons in id order, decide each, write the pairs. Returns ratings left out."""
     label_settings = label_rules(build.selection)
+    estimates: dict[int, rules.EstimatedLabels] = {}
+    if label_settings.label_source == rules.DAWID_SKENE:
+        estimates = _estimated_labels(batches, label_settings)
+        names = {b["id"]: b["name"] for b in batches}
+        labels_report["dawid_skene"] = {names[b]: fitted.convergence for b, fitted in estimates.items()}
     focus_of = {b["id"]: b["focus"] for b in batches}
     chunk = settings.PREFLAB_BUILD_CHUNK_COMPARISONS
     comparisons = Comparison.objects.filter(batch_id__in=list(focus_of)).order_by("id")
@@ -347,11 +407,13 @@ def _preflab_pairs(
                     votes.get(comparison_id, ()), label_settings, choice=gold_choice, strength=gold_strength
                 )
             else:
+                fitted = estimates.get(batch_id)
                 decision = rules.decide(
                     votes.get(comparison_id, ()),
                     label_settings,
                     complete=status == ComparisonStatus.COMPLETE,
                     is_repeat=repeat_of is not None,
+                    estimated=fitted.get(comparison_id) if fitted is not None else None,
                 )
             dropped += decision.dropped_ratings
             if decision.exclusion is not None:
@@ -482,7 +544,10 @@ def build_manifest(build: DatasetBuild) -> dict:
         "code_version": code_version(),
         "seed": build.seed,
         "selection": build.selection,
-        "label_rule": LABEL_RULE,
+        "label_rule": DAWID_SKENE_LABEL_RULE
+        if label_rules(build.selection).label_source == rules.DAWID_SKENE
+        else LABEL_RULE,
+        "labels": build.manifest.get("labels", {"source": rules.MAJORITY, "min_posterior": None}),
         "margin_table": {"name": build.margin_table, "values": rules.MARGIN_TABLES[build.margin_table]},
         "held_out": build.manifest.get("held_out", {}),
         "mix": build.manifest.get("mix", {}),
@@ -511,7 +576,9 @@ def _run(build: DatasetBuild) -> None:
 
     thresholds, held_out = _held_out(build, batches)
     preflab_exclusions, external_exclusions = Counter(), Counter()
-    ratings_left_out = _preflab_pairs(build, batches, thresholds, preflab_exclusions)
+    label_settings = label_rules(selection)
+    labels = {"source": label_settings.label_source, "min_posterior": label_settings.min_posterior}
+    ratings_left_out = _preflab_pairs(build, batches, thresholds, preflab_exclusions, labels)
     _external_pairs(build, sources, external_exclusions)
     _refresh_planner_statistics()
     with transaction.atomic():
@@ -519,7 +586,7 @@ def _run(build: DatasetBuild) -> None:
         build.counts = _counts(build, batches)
         build.exclusions = _exclusion_report(preflab_exclusions, external_exclusions, ratings_left_out)
         build.finished_at = timezone.now()
-        build.manifest = {"held_out": held_out, "mix": mix}
+        build.manifest = {"held_out": held_out, "mix": mix, "labels": labels}
         build.manifest = build_manifest(build)
         build.status = JobStatus.DONE
         build.progress_done = build.progress_total = total

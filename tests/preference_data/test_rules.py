@@ -285,3 +285,75 @@ def test_gold_pairs_take_the_known_answer():
     assert rules.decide_gold([], ALL, choice="b", strength="").label.strength == ""  # unknown: margin 0
     unsafe = votes(("a", "better", "chosen_unsafe_other_safe"))
     assert rules.decide_gold(unsafe, ALL, choice="a", strength="").exclusion is Exclusion.CHOSEN_UNSAFE_OTHER_SAFE
+
+
+# --- Dawid-Skene labels -------------------------------------------------------------------------
+
+DAWID_SKENE = LabelRules(label_source="dawid_skene")
+
+
+def test_dawid_skene_label_replaces_the_majority_and_decides_ties():
+    split = votes(("a", "better", ""), ("b", "slightly_better", ""), ("b", "significantly_better", ""))
+    estimate = rules.EstimatedLabel("a", 0.93)
+    label = decide(split, DAWID_SKENE, complete=True, estimated=estimate).label
+    # The estimate overrules the 1-2 vote; strength and agreement come from the one rater who chose A.
+    assert (label.choice, label.strength, label.posterior) == ("a", "better", 0.93)
+    assert label.agreement == pytest.approx(1 / 3) and label.n_ratings == 3
+    tied = votes(("a", "better", ""), ("b", "better", ""))
+    assert decide(tied, ALL, complete=True).exclusion == Exclusion.TIED
+    assert decide(tied, DAWID_SKENE, complete=True, estimated=rules.EstimatedLabel("b", 0.6)).label.choice == "b"
+    # Majority labels carry no posterior.
+    assert decide(split, ALL, complete=True).label.posterior is None
+
+
+def test_dawid_skene_label_below_the_minimum_posterior_is_excluded():
+    unanimous = votes(("a", "better", ""), ("a", "better", ""), ("a", "better", ""))
+    strict = LabelRules(label_source="dawid_skene", min_posterior=0.9)
+    low = decide(unanimous, strict, complete=True, estimated=rules.EstimatedLabel("a", 0.85))
+    assert low.label is None and low.exclusion == Exclusion.BELOW_MIN_POSTERIOR
+    assert decide(unanimous, strict, complete=True, estimated=rules.EstimatedLabel("a", 0.9)).label.choice == "a"
+    # Nobody chose the estimated side: the strength is unknown (margin 0), the agreement zero.
+    against = decide(unanimous, DAWID_SKENE, complete=True, estimated=rules.EstimatedLabel("b", 0.7)).label
+    assert (against.choice, against.strength, against.agreement) == ("b", "", 0.0)
+    assert rules.margin_for(against.strength, "large") == 0.0
+    # Exclusions that come first still come first; a comparison left out of the fit has no label.
+    assert decide(unanimous, strict, complete=False).exclusion == Exclusion.INCOMPLETE
+    assert decide(unanimous, strict, complete=True).exclusion == Exclusion.NO_ELIGIBLE_RATINGS
+
+
+def test_dawid_skene_labels_weigh_annotators_and_match_the_plain_fit():
+    """Three raters per pair from six good annotators (90%) and two contrarians (15%)."""
+    import numpy as np
+
+    from agreement.aggregation import dawid_skene_long
+
+    rng = np.random.default_rng(4)
+    accuracy = [0.9] * 6 + [0.15] * 2
+    truth_a = rng.random(400) < 0.5
+    pairs = []
+    for comparison in range(400):
+        for annotator in rng.choice(8, 3, replace=False):
+            right = rng.random() < accuracy[annotator]
+            chose_a = bool(truth_a[comparison] == right)
+            pairs.append((1000 + comparison, RatingVote(int(annotator), "a" if chose_a else "b", "better")))
+    fitted = rules.dawid_skene_labels(pairs, ALL)
+    assert fitted.convergence["converged"] and fitted.convergence["final_change"] < rules.DAWID_SKENE_TOLERANCE
+    estimated = [fitted.get(1000 + c) for c in range(400)]
+    ds_right = np.mean([(e.choice == "a") == t for e, t in zip(estimated, truth_a, strict=True)])
+    majority = [decide([v for c, v in pairs if c == 1000 + i], ALL, complete=True).label for i in range(400)]
+    majority_right = np.mean([(m.choice == "a") == t for m, t in zip(majority, truth_a, strict=True)])
+    assert ds_right > majority_right + 0.05
+    # The same posteriors as the plain fit on the same ratings.
+    items = np.array([c - 1000 for c, _ in pairs])
+    annotators = np.array([v.annotator_id for _, v in pairs])
+    labels = np.array([0 if v.chosen == "a" else 1 for _, v in pairs])
+    plain = dawid_skene_long(items, annotators, labels, n_classes=2, tol=rules.DAWID_SKENE_TOLERANCE)
+    assert [e.posterior for e in estimated] == pytest.approx(plain.posteriors.max(axis=1).tolist())
+    assert fitted.get(5) is None and fitted.get(2000) is None
+    # Rater filters apply to the fit: without the contrarians, nothing of theirs is counted.
+    filtered = rules.dawid_skene_labels(
+        pairs, LabelRules(label_source="dawid_skene", exclude_annotators=frozenset({6, 7}))
+    )
+    rated_by_others = sorted({c for c, v in pairs if v.annotator_id not in {6, 7}})
+    assert filtered.comparison_ids.tolist() == rated_by_others
+    assert rules.dawid_skene_labels([], ALL) is None

@@ -11,13 +11,15 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from agreement import services as agreement_services
+from agreement.reliability import comparison_labels
 from annotation.models import Comparison, Rating, Turn
 from annotation.selectors import comparison_context
 from config.exceptions import Conflict, InvalidInput
 from core import jobs
 from preference_data import rules, services
 from preference_data.models import DatasetPair, ExternalComparison, ExternalSource, HeldOutThreshold, JobStatus
-from preference_data.services.builds import BUILD
+from preference_data.services.builds import BUILD, DAWID_SKENE_LABEL_RULE, LABEL_RULE
 from preference_data.services.exports import EXPORT
 from tests.factories import (
     AnnotatorFactory,
@@ -105,6 +107,7 @@ def test_build_counts_every_exclusion_and_keeps_the_rest(researcher, raters):
         "not_unanimous": 0,
         "below_min_agreement": 0,
         "chosen_unsafe_other_safe": 1,
+        "below_min_posterior": 0,
     }
     assert built.exclusions["total"] == 4
     assert (kept[split.pk].chosen_response_id, kept[split.pk].rejected_response_id) == (
@@ -710,3 +713,46 @@ def test_gold_comparisons_keep_their_answer_and_later_ratings_only_test(research
     loaded = load(exported, "json")["train"].to_list()
     used = {(r["annotator"], r["used_in_label"]) for r in loaded if r["comparison_id"] == promoted.pk}
     assert used == {(u.pseudonym, True) for u in raters} | {(u.pseudonym, False) for u in testers}
+
+
+def test_dawid_skene_labels_with_a_posterior_threshold_are_recorded_in_the_manifest(researcher, raters):
+    batch = BatchFactory(overlap=3)
+    unanimous = [labelled(batch, raters, A_BETTER) for _ in range(8)]
+    split = labelled(batch, raters, [("a", "better", ""), ("a", "better", ""), ("b", "slightly_better", "")])
+
+    majority = build(researcher, batch_ids=[batch.pk])
+    assert majority.manifest["labels"] == {"source": "majority", "min_posterior": None}
+    assert majority.manifest["label_rule"] == LABEL_RULE
+
+    estimated = build(researcher, batch_ids=[batch.pk], label_source="dawid_skene")
+    assert set(pairs_of(estimated)) == {c.pk for c in [*unanimous, split]}
+    manifest = estimated.manifest
+    assert manifest["label_rule"] == DAWID_SKENE_LABEL_RULE
+    assert manifest["selection"]["label_source"] == "dawid_skene"
+    convergence = manifest["labels"]["dawid_skene"][batch.name]
+    assert convergence["converged"] and convergence["final_change"] < convergence["tolerance"] == 1e-4
+
+    # The dissent leaves the split pair less certain than the unanimous ones; a threshold between
+    # them drops it alone, under its own exclusion reason.
+    table = agreement_services.rating_table(Rating.objects.filter(comparison__batch=batch))
+    posteriors = {row["comparison"]: row["ds_posterior"] for row in comparison_labels(table).rows()}
+    assert posteriors[split.pk] < min(posteriors[c.pk] for c in unanimous)
+    threshold = (posteriors[split.pk] + min(posteriors[c.pk] for c in unanimous)) / 2
+    strict = build(researcher, batch_ids=[batch.pk], label_source="dawid_skene", min_posterior=threshold)
+    assert set(pairs_of(strict)) == {c.pk for c in unanimous}
+    assert strict.exclusions["by_reason"]["below_min_posterior"] == 1
+    assert strict.manifest["labels"]["min_posterior"] == threshold
+    assert strict.manifest["selection"]["min_posterior"] == threshold
+
+
+def test_label_source_and_posterior_threshold_are_checked(researcher, raters):
+    batch = BatchFactory(overlap=3)
+    labelled(batch, raters, A_BETTER)
+    for options, field in [
+        ({"label_source": "bayes"}, "label_source"),
+        ({"min_posterior": 0.9}, "min_posterior"),  # majority votes have no posterior
+        ({"label_source": "dawid_skene", "min_posterior": 0.3}, "min_posterior"),
+    ]:
+        with pytest.raises(InvalidInput) as refused:
+            services.dataset_build_create(created_by=researcher, name="x", batch_ids=[batch.pk], **options)
+        assert refused.value.field == field
