@@ -4,6 +4,7 @@ previews (queued on the sampling queue, then followed until their ranking is the
 
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -285,8 +286,10 @@ class RunEvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     @extend_schema(
         parameters=[OpenApiParameter("file_type", str, enum=["jsonl", "csv"], description="jsonl (default) or csv")],
         responses={
-            (200, "application/x-ndjson"): OpenApiResponse(description="One scored pair per line."),
-            (200, "text/csv"): OpenApiResponse(description="One scored pair per row."),
+            (200, "application/x-ndjson"): OpenApiResponse(
+                response=OpenApiTypes.STR, description="One scored pair per line (a JSON object)."
+            ),
+            (200, "text/csv"): OpenApiResponse(response=OpenApiTypes.STR, description="One scored pair per row."),
         },
     )
     @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, *STREAM_RENDERERS])
