@@ -46,6 +46,10 @@ class BuildForm(forms.Form):
     external_sources = forms.TypedMultipleChoiceField(coerce=int, required=False, widget=forms.CheckboxSelectMultiple)
     min_agreement = forms.FloatField(required=False, min_value=0.5, max_value=1.0)
     unanimous_only = forms.BooleanField(required=False)
+    label_source = forms.ChoiceField(
+        choices=[("majority", "Majority vote"), ("dawid_skene", "Dawid-Skene")], initial="majority"
+    )
+    min_posterior = forms.FloatField(required=False, min_value=0.5, max_value=1.0)
     exclude_annotators = forms.CharField(required=False)
     held_out_mode = forms.ChoiceField(choices=HeldOutMode.choices, initial=HeldOutMode.COUNT)
     test_count = forms.IntegerField(min_value=0, required=False)
@@ -130,6 +134,8 @@ def datasets(request):
             vendor_ids=data["vendors"],
             min_agreement=data["min_agreement"],
             unanimous_only=data["unanimous_only"],
+            label_source=data["label_source"],
+            min_posterior=data["min_posterior"],
             exclude_annotator_ids=data["exclude_annotators"],
             external_source_ids=data["external_sources"],
             mix=data["mix"],

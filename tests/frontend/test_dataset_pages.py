@@ -108,3 +108,18 @@ def test_a_refused_import_lists_the_lines_and_writes_nothing(client: Client):
     assert response.status_code == 400
     assert "line 2 (read as TRL), field rejected: must be a string or a list of messages" in response.content.decode()
     assert not ExternalSource.objects.exists()
+
+
+def test_the_build_form_takes_dawid_skene_labels_and_a_minimum_posterior(client: Client):
+    batch = BatchFactory()
+    client.force_login(UserFactory())
+    page = client.get("/research/datasets/").content.decode()
+    assert 'name="label_source"' in page and 'name="min_posterior"' in page
+    form = {"name": "estimated", "batches": [batch.pk], "label_source": "dawid_skene", "min_posterior": "0.9"}
+    form |= {"mix": "none", "margin_table": "small", "held_out_mode": "fraction", "test_fraction": "0"}
+    response = client.post("/research/datasets/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    build = DatasetBuild.objects.get(name="estimated")
+    assert (build.selection["label_source"], build.selection["min_posterior"]) == ("dawid_skene", 0.9)
+    refused = client.post("/research/datasets/", form | {"name": "refused", "label_source": "majority"})
+    assert refused.status_code == 400 and "Dawid-Skene" in refused.content.decode()

@@ -31,6 +31,8 @@ class Command(BaseCommand):
         parser.add_argument("--exclude-annotator", type=int, action="append", default=[], help="Flagged annotator id.")
         parser.add_argument("--min-agreement", type=float, default=None)
         parser.add_argument("--unanimous-only", action="store_true")
+        parser.add_argument("--labels", choices=["majority", "dawid_skene"], default="majority", help="Label source.")
+        parser.add_argument("--min-posterior", type=float, default=None, help="Dawid-Skene labels only.")
         parser.add_argument("--mix", choices=Mix.values, default=Mix.NONE)
         parser.add_argument("--margin-table", choices=MarginTable.values, default=MarginTable.SMALL)
         parser.add_argument("--seed", type=int, default=None)
@@ -83,6 +85,8 @@ class Command(BaseCommand):
             vendor_ids=o["vendor"],
             min_agreement=o["min_agreement"],
             unanimous_only=o["unanimous_only"],
+            label_source=o["labels"],
+            min_posterior=o["min_posterior"],
             exclude_annotator_ids=o["exclude_annotator"],
             external_source_ids=o["source"],
             mix=o["mix"],
