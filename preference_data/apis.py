@@ -50,6 +50,8 @@ class DatasetBuildViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
             vendor_ids=v["vendors"],
             min_agreement=v["min_agreement"],
             unanimous_only=v["unanimous_only"],
+            label_source=v["label_source"],
+            min_posterior=v["min_posterior"],
             exclude_annotator_ids=v["exclude_annotators"],
             external_source_ids=v["external_sources"],
             mix=v["mix"],

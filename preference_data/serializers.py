@@ -24,6 +24,17 @@ class DatasetBuildCreateSerializer(serializers.Serializer):
     vendors = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
     min_agreement = serializers.FloatField(required=False, allow_null=True, default=None)
     unanimous_only = serializers.BooleanField(required=False, default=False)
+    label_source = serializers.ChoiceField(
+        choices=["majority", "dawid_skene"],
+        default="majority",
+        help_text="Labels by majority vote, or by Dawid-Skene fitted per batch on the eligible ratings.",
+    )
+    min_posterior = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Dawid-Skene only: leave out pairs whose label's posterior is below this (0.5 to 1).",
+    )
     exclude_annotators = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
     external_sources = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
     mix = serializers.ChoiceField(choices=Mix.choices, default=Mix.NONE)

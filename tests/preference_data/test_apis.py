@@ -158,3 +158,28 @@ def test_import_open_source_data_through_the_api(researcher_api):
     assert refused.json()["field"] == "file"
     assert refused.json()["errors"] == ["line 3 (read as TRL), field rejected: must be a string or a list of messages"]
     assert ExternalSource.objects.count() == 1 and ExternalComparison.objects.count() == 2
+
+
+def test_builds_with_dawid_skene_labels_and_a_posterior_threshold(
+    researcher_api, labelled_batches, django_capture_on_commit_callbacks
+):
+    helpful, _ = labelled_batches
+    with django_capture_on_commit_callbacks(execute=True):
+        created = researcher_api.post(
+            "/api/dataset-builds/",
+            {"name": "ds", "batches": [helpful.pk], "label_source": "dawid_skene", "min_posterior": 0.9},
+            format="json",
+        )
+    assert created.status_code == 201, created.json()
+    build = researcher_api.get(f"/api/dataset-builds/{created.json()['id']}/").json()
+    assert build["status"] == "done"
+    labels = build["manifest"]["labels"]
+    assert (labels["source"], labels["min_posterior"]) == ("dawid_skene", 0.9)
+    assert labels["dawid_skene"][helpful.name]["converged"]
+    assert build["manifest"]["label_rule"].startswith("Dawid-Skene")
+    refused = researcher_api.post(
+        "/api/dataset-builds/", {"name": "x", "batches": [helpful.pk], "min_posterior": 0.9}, format="json"
+    )
+    assert refused.status_code == 400 and refused.json()["field"] == "min_posterior"
+    unknown = researcher_api.post("/api/dataset-builds/", {"name": "x", "label_source": "mode"}, format="json")
+    assert unknown.status_code == 400 and "label_source" in unknown.json()
