@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
 
 # Result codes of one comparison between items (i, j): i won, j won, or a tie.
 WIN, LOSS, TIE = 1.0, 0.0, 0.5
@@ -128,8 +127,39 @@ def _negative_objective(params: np.ndarray, counts: Counts, with_ties: bool, pri
     return -(log_likelihood - penalty), -grad
 
 
-def fit(counts: Counts, *, prior: float = DEFAULT_PRIOR, start: Fit | None = None) -> Fit:
-    """The (penalised) maximum-likelihood strengths and tie parameter for these counts."""
+def _hessian(params: np.ndarray, counts: Counts, with_ties: bool, prior: float) -> np.ndarray:
+    """The Hessian of `_negative_objective`: per pair, n times the covariance of the outcome
+    (i wins, j wins, tie) under the model, mapped onto (theta_i, theta_j, log nu)."""
+    n = counts.n_items
+    theta = params[:n]
+    i, j = counts.first, counts.second
+    ti, tj = theta[i], theta[j]
+    tie_term = (params[n] if with_ties else -np.inf) + (ti + tj) / 2
+    log_d = np.logaddexp(np.logaddexp(ti, tj), tie_term)
+    pa, pb, pc = np.exp(ti - log_d), np.exp(tj - log_d), np.exp(tie_term - log_d)
+    total = counts.total
+    caa, cbb, ccc = pa - pa**2, pb - pb**2, pc - pc**2
+    cab, cac, cbc = -pa * pb, -pa * pc, -pb * pc
+    size = len(params)
+    hessian = np.zeros((size, size))
+    np.add.at(hessian, (i, i), total * (caa + cac + ccc / 4))
+    np.add.at(hessian, (j, j), total * (cbb + cbc + ccc / 4))
+    cross = total * (cab + cac / 2 + cbc / 2 + ccc / 4)
+    np.add.at(hessian, (i, j), cross)
+    np.add.at(hessian, (j, i), cross)
+    if with_ties:
+        np.add.at(hessian, (i, n), total * (cac + ccc / 2))
+        np.add.at(hessian, (n, i), total * (cac + ccc / 2))
+        np.add.at(hessian, (j, n), total * (cbc + ccc / 2))
+        np.add.at(hessian, (n, j), total * (cbc + ccc / 2))
+        hessian[n, n] = np.sum(total * ccc)
+    hessian[np.arange(n), np.arange(n)] += prior
+    return hessian
+
+
+def fit(counts: Counts, *, prior: float = DEFAULT_PRIOR, start: Fit | None = None, max_iterations: int = 100) -> Fit:
+    """The (penalised) maximum-likelihood strengths and tie parameter for these counts, by Newton's
+    method with a backtracking line search (the objective is convex in theta and log nu)."""
     n = counts.n_items
     if n == 0:
         return Fit(np.zeros(0), 0.0, 0.0, True)
@@ -139,17 +169,30 @@ def fit(counts: Counts, *, prior: float = DEFAULT_PRIOR, start: Fit | None = Non
         params[:n] = start.strengths
         if with_ties:
             params[n] = math.log(start.tie_parameter) if start.tie_parameter > 0 else 0.0
-    result = minimize(
-        _negative_objective,
-        params,
-        args=(counts, with_ties, prior),
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": 2000, "gtol": 1e-9, "ftol": 1e-14},
-    )
-    theta = result.x[:n] - np.mean(result.x[:n])
-    nu = float(math.exp(result.x[n])) if with_ties else 0.0
-    return Fit(strengths=theta, tie_parameter=nu, log_likelihood=float(-result.fun), converged=bool(result.success))
+    value, grad = _negative_objective(params, counts, with_ties, prior)
+    converged = False
+    for _ in range(max_iterations):
+        if np.max(np.abs(grad)) < 1e-9:
+            converged = True
+            break
+        # Least squares: with prior=0 the Hessian is singular along a common shift of theta.
+        step = np.linalg.lstsq(_hessian(params, counts, with_ties, prior), -grad, rcond=None)[0]
+        if -float(grad @ step) < 1e-14:  # the Newton decrement: nothing left to gain
+            converged = True
+            break
+        size = 1.0
+        while True:
+            candidate = params + size * step
+            new_value, new_grad = _negative_objective(candidate, counts, with_ties, prior)
+            if new_value <= value + 1e-4 * size * float(grad @ step) or size < 1e-10:
+                break
+            size /= 2
+        if size < 1e-10:
+            break
+        params, value, grad = candidate, new_value, new_grad
+    theta = params[:n] - np.mean(params[:n])
+    nu = float(math.exp(params[n])) if with_ties else 0.0
+    return Fit(strengths=theta, tie_parameter=nu, log_likelihood=float(-value), converged=converged)
 
 
 def bootstrap(
@@ -163,16 +206,29 @@ def bootstrap(
     start: Fit | None = None,
 ) -> Interval:
     """Percentile intervals of the centred strengths over ``samples`` refits on comparisons drawn
-    with replacement (the unit resampled is one comparison, as Chatbot Arena does)."""
+    with replacement (the unit resampled is one comparison, as Chatbot Arena does). Drawing N
+    comparisons with replacement is drawing the counts of each (pair, result) cell from a
+    multinomial with the observed shares, which is how it is done here."""
     if not outcomes or samples <= 0:
         nan = np.full(n_items, np.nan)
         return Interval(nan, nan.copy(), 0)
+    observed = count_outcomes(n_items, outcomes)
+    cells = np.concatenate([observed.wins, observed.losses, observed.ties])
+    total = int(cells.sum())
+    pairs = len(observed.first)
     rng = np.random.default_rng(seed)
-    data = list(outcomes)
     draws = np.empty((samples, n_items))
     for s in range(samples):
-        picked = rng.integers(0, len(data), size=len(data))
-        draws[s] = fit(count_outcomes(n_items, [data[k] for k in picked]), prior=prior, start=start).strengths
+        drawn = rng.multinomial(total, cells / total).astype(float)
+        resampled = Counts(
+            n_items=n_items,
+            first=observed.first,
+            second=observed.second,
+            wins=drawn[:pairs],
+            losses=drawn[pairs : 2 * pairs],
+            ties=drawn[2 * pairs :],
+        )
+        draws[s] = fit(resampled, prior=prior, start=start).strengths
     tail = (1 - level) / 2 * 100
     return Interval(np.percentile(draws, tail, axis=0), np.percentile(draws, 100 - tail, axis=0), samples)
 
