@@ -4,14 +4,21 @@ A reward model is hundreds of megabytes to many gigabytes: the download starts a
 stays at one chunk, with no temporary file. Entries are stored, not deflated (safetensors weights
 barely compress), in zip64 form so any size works; every entry sits under one top folder, so
 unzipping gives a directory that ``from_pretrained`` loads.
+
+A saved reward model (a folder with ``preflab.json``) downloads self-describing: its model card is
+rendered for the folder name it unzips to, and a model saved before Preflab prepared its tokenizers
+gets the chat template and truncation settings it lacks (`model_card.download_files`).
 """
 
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from rewardmodel.model_card import CHECKPOINT_FILE, download_files
 
 CHUNK = 1 << 20
 
@@ -38,16 +45,26 @@ def stream_zip(directory: Path, top: str, exclude: Iterable[str] = ()) -> Iterat
     """The files under ``directory`` (except names in ``exclude``) as a zip, under folder ``top``."""
     skipped = set(exclude)
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name not in skipped)
+    generated = download_files(directory, top) if (directory / CHECKPOINT_FILE).is_file() else {}
     sink = _Sink()
     # zipfile sees a stream it cannot seek and writes each entry's sizes after its data.
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for path in files:
-            info = zipfile.ZipInfo.from_file(path, f"{top}/{path.relative_to(directory).as_posix()}")
+            name = path.relative_to(directory).as_posix()
+            if name in generated:
+                continue
+            info = zipfile.ZipInfo.from_file(path, f"{top}/{name}")
             with archive.open(info, "w", force_zip64=True) as entry, path.open("rb") as source:
                 while chunk := source.read(CHUNK):
                     entry.write(chunk)
                     if data := sink.drain():
                         yield data
+            if data := sink.drain():
+                yield data
+        for name, content in sorted(generated.items()):
+            info = zipfile.ZipInfo(f"{top}/{name}", date_time=time.localtime()[:6])
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, content)
             if data := sink.drain():
                 yield data
     if data := sink.drain():

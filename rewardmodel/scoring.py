@@ -5,15 +5,17 @@ This is the lowest layer of the reward-model code and has no Django imports. Tra
 rejection sampling, the hybrid reward) all render and tokenize through `encode_many` here, so a
 score computed at inference time means the same thing as the score the loss was trained on.
 
-Input rendering:
+Input rendering and truncation follow one rule, `rewardmodel.chat_format`'s, which every saved
+model also carries in its tokenizer (chat template, ``truncation_side="left"``, ``model_max_length``)
+so plain ``transformers`` reproduces Preflab's scores with ``apply_chat_template``:
 
-* Tokenizers with a chat template (decoders such as SmolLM2 or Llama 2-Chat) render the context
-  plus the response as an assistant turn with that template, as the chat model was trained to read.
-* Tokenizers without one (encoders such as all-MiniLM) get a plain ``"User: ...\\nAssistant: ..."``
-  transcript wrapped in the tokenizer's own special tokens (``[CLS] ... [SEP]``).
-* When the sequence is too long, tokens are dropped from the *left of the context*: the response is
-  what is being judged and the most recent turns matter most. A response that alone exceeds the
-  window keeps its beginning.
+* The dialogue plus the response as a final assistant turn is rendered with the tokenizer's chat
+  template: a decoder's own (SmolLM2, Llama 2-Chat), as the chat model was trained to read; for
+  tokenizers without one (encoders such as all-MiniLM) a plain ``"User: ...\\nAssistant: ..."``
+  transcript between the tokenizer's special tokens (``[CLS] ... [SEP]``).
+* When the sequence is too long, tokens are dropped from the *left*: the oldest context goes first,
+  the response (what is judged, with the end-of-turn markup where a decoder reads its reward) stays.
+  A response that alone exceeds the window keeps its end.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from rewardmodel import chat_format
+
 Message = dict[str, str]
 
 # The hybrid reward's switch point (Llama 2, section 3.4: precision 0.89, recall 0.55 on Meta Safety).
@@ -37,11 +41,11 @@ _ROLE_NAMES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
 
 def render_parts(tokenizer: PreTrainedTokenizerBase, context: Sequence[Message], response: str) -> tuple[str, str]:
-    """Render a dialogue ending in ``response`` as text, split into (context part, response part).
+    """A dialogue ending in ``response`` as text, split into (context part, response part).
 
-    The split lets `encode_many` truncate the context without touching the response. With a chat
-    template the response part also carries the template's end-of-turn markup, so a decoder reads
-    its reward at the same kind of position for every example.
+    For reading and checking the layout: with a chat template the parts are what the template renders
+    (the response part carries its end-of-turn markup); without one they are the plain transcript
+    that `chat_format.plain_transcript_template` writes between the tokenizer's special tokens.
     """
     if getattr(tokenizer, "chat_template", None):
         prompt = tokenizer.apply_chat_template(list(context), add_generation_prompt=True, tokenize=False)
@@ -58,47 +62,17 @@ def render_parts(tokenizer: PreTrainedTokenizerBase, context: Sequence[Message],
     return "".join(line + "\n" for line in lines) + "Assistant: ", response
 
 
-def _special_frame(tokenizer: PreTrainedTokenizerBase) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The special tokens the tokenizer puts before and after one sequence ([CLS]/[SEP] for BERT).
-
-    Chat templates write their special tokens into the text, so for them the frame is empty
-    (the same convention as ``apply_chat_template(tokenize=True)``).
-    """
-    if getattr(tokenizer, "chat_template", None):
-        return (), ()
-    encoded = tokenizer("a", add_special_tokens=True, return_special_tokens_mask=True)
-    ids, special = encoded["input_ids"], encoded["special_tokens_mask"]
-    first = special.index(0)
-    last = len(special) - 1 - special[::-1].index(0)
-    return tuple(ids[:first]), tuple(ids[last + 1 :])
-
-
 def encode_many(
     tokenizer: PreTrainedTokenizerBase,
     items: Sequence[tuple[Sequence[Message], str]],
     max_length: int,
 ) -> list[list[int]]:
-    """Token ids for each (context messages, response), at most ``max_length`` long.
+    """Token ids for each (context messages, response), at most ``max_length`` long, cut from the left.
 
-    Tokenizes all contexts and all responses in two batched calls (fast tokenizers parallelise
-    those), then truncates each context from the left to fit.
+    The same ids as ``tokenizer.apply_chat_template(context + [response turn], truncation=True,
+    max_length=max_length)`` with ``truncation_side="left"`` (`chat_format.encode`).
     """
-    if not items:
-        return []
-    head, tail = _special_frame(tokenizer)
-    budget = max_length - len(head) - len(tail)
-    if budget <= 0:
-        raise ValueError(f"max_length={max_length} leaves no room for tokens")
-    parts = [render_parts(tokenizer, context, response) for context, response in items]
-    context_ids = tokenizer([p for p, _ in parts], add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer([r for _, r in parts], add_special_tokens=False)["input_ids"]
-    encoded = []
-    for ctx, resp in zip(context_ids, response_ids, strict=True):
-        resp = resp[:budget]
-        keep = budget - len(resp)
-        ctx = ctx[len(ctx) - keep :] if keep else []
-        encoded.append([*head, *ctx, *resp, *tail])
-    return encoded
+    return chat_format.encode(tokenizer, items, max_length)
 
 
 def pad_batch(

@@ -12,8 +12,9 @@ The loop is deliberately small (in the spirit of nanoGPT's ``train.py`` and TRL'
   of ``batch_pairs`` pairs (Llama 2: 512 pairs, i.e. 1024 rows).
 * The learning rate is a pure function of the step (`lr_at`), so resuming needs no scheduler object.
 * Checkpoints are Hugging Face directories (``save_pretrained``, safetensors) plus the optimizer
-  state and ``preflab.json``; they are written to a temporary directory and renamed into place, so
-  a directory named ``checkpoint-<step>`` is always complete. Resuming restores weights, optimizer,
+  state, ``preflab.json`` and a model card (``README.md``, `rewardmodel.model_card`); they are
+  written to a temporary directory and renamed into place, so a directory named
+  ``checkpoint-<step>`` is always complete. Resuming restores weights, optimizer,
   step, running metrics and RNG states and recomputes the (seeded) data order, so an interrupted
   and resumed run ends with the same weights as an uninterrupted one.
 
@@ -54,13 +55,14 @@ from transformers import (
 )
 
 from preference_data.rules import margin_for  # Llama 2 Table 27, shared with the dataset builder
+from rewardmodel.chat_format import prepare_tokenizer
 from rewardmodel.evaluation import evaluate_pairs
 from rewardmodel.hyperparameters import TrainingConfig
+from rewardmodel.model_card import CHECKPOINT_FILE, MODEL_CARD_FILE, model_card
 from rewardmodel.scoring import Message, encode_many, pad_batch
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "preflab.json"
 FINAL_DIR = "final"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 _OPTIMIZER_FILE = "optimizer.pt"
@@ -243,10 +245,9 @@ def _check_same_run(info: dict[str, Any], fingerprint: str, path: Path) -> None:
 
 
 def _load_tokenizer(source: str | os.PathLike[str]) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    if tokenizer.pad_token is None:
-        # Decoders often ship without a pad token; padding is masked out, any token will do.
-        tokenizer.pad_token = tokenizer.eos_token
+    # A chat template, left truncation and a pad token (the end-of-sequence token when it has none),
+    # saved with every checkpoint so plain transformers reads inputs as Preflab does.
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(source))
     if tokenizer.pad_token_id is None:
         raise ValueError(f"the tokenizer at {source} has neither a pad nor an end-of-sequence token")
     return tokenizer
@@ -550,7 +551,7 @@ def _save(
     optimizer: torch.optim.Optimizer | None = None,
     rng_state: dict[str, Any] | None = None,
 ) -> None:
-    """Write a Hugging Face directory with ``preflab.json`` to ``target``, atomically.
+    """Write a Hugging Face directory with ``preflab.json`` and a model card to ``target``, atomically.
 
     The optimizer and RNG states are only saved in checkpoints (``optimizer``/``rng_state`` given):
     the final model is for scoring, not for resuming.
@@ -576,6 +577,7 @@ def _save(
             "rng_state": rng_state,
         }
         (tmp / CHECKPOINT_FILE).write_text(json.dumps(info, indent=1))
+        (tmp / MODEL_CARD_FILE).write_text(model_card(info, folder=str(target)))
 
     _write_atomically(target, write)
 
@@ -665,9 +667,11 @@ def train_reward_model(
     training, and an unfinished one continues from its latest checkpoint; either must have been
     written with the same data and learning settings. ``resume=False`` deletes earlier checkpoints
     and the final model in ``output_dir`` first. The final model (``output_dir/final``) holds the
-    weights, the tokenizer (its ``model_max_length`` set to the training window) and
-    ``preflab.json`` with the config, ``dataset_manifest``, metrics and per-step history; once it
-    is written the intermediate checkpoints are deleted.
+    weights, the tokenizer (its chat template, ``truncation_side="left"`` and ``model_max_length``
+    set to the training window: `chat_format`'s rule, so plain ``apply_chat_template`` reproduces
+    Preflab's inputs), ``preflab.json`` with the config, ``dataset_manifest``, metrics and per-step
+    history, and a model card (``README.md``); once it is written the intermediate checkpoints are
+    deleted.
     """
     if not train_pairs:
         raise ValueError("no training pairs")
@@ -684,7 +688,7 @@ def train_reward_model(
     tokenizer = _load_tokenizer(checkpoint or model_dir)
     model = _load_model(checkpoint or model_dir, tokenizer, cfg).to(device)
     max_length = _training_window(model, cfg)
-    tokenizer.model_max_length = max_length
+    prepare_tokenizer(tokenizer, max_length=max_length)
     data = encode_training_data(
         tokenizer, train_pairs, max_length=max_length, margin_table=cfg.margin_table, device=device
     )
