@@ -27,6 +27,7 @@ from preference_data.models import (
     Mix,
     SourceUsage,
 )
+from sampling.models import PairSelection
 
 from .views import researcher_required
 
@@ -46,6 +47,9 @@ class BuildForm(forms.Form):
     external_sources = forms.TypedMultipleChoiceField(coerce=int, required=False, widget=forms.CheckboxSelectMultiple)
     min_agreement = forms.FloatField(required=False, min_value=0.5, max_value=1.0)
     unanimous_only = forms.BooleanField(required=False)
+    pair_selections = forms.MultipleChoiceField(
+        choices=PairSelection.choices, required=False, widget=forms.CheckboxSelectMultiple
+    )
     label_source = forms.ChoiceField(
         choices=[("majority", "Majority vote"), ("dawid_skene", "Dawid-Skene")], initial="majority"
     )
@@ -134,6 +138,7 @@ def datasets(request):
             vendor_ids=data["vendors"],
             min_agreement=data["min_agreement"],
             unanimous_only=data["unanimous_only"],
+            pair_selections=data["pair_selections"],
             label_source=data["label_source"],
             min_posterior=data["min_posterior"],
             exclude_annotator_ids=data["exclude_annotators"],

@@ -50,6 +50,7 @@ class DatasetBuildViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
             vendor_ids=v["vendors"],
             min_agreement=v["min_agreement"],
             unanimous_only=v["unanimous_only"],
+            pair_selections=v["pair_selections"],
             label_source=v["label_source"],
             min_posterior=v["min_posterior"],
             exclude_annotator_ids=v["exclude_annotators"],

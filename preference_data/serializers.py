@@ -3,6 +3,8 @@
 from django.urls import reverse
 from rest_framework import serializers
 
+from sampling.models import PairSelection
+
 from .models import (
     DatasetBuild,
     DatasetExport,
@@ -24,6 +26,12 @@ class DatasetBuildCreateSerializer(serializers.Serializer):
     vendors = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
     min_agreement = serializers.FloatField(required=False, allow_null=True, default=None)
     unanimous_only = serializers.BooleanField(required=False, default=False)
+    pair_selections = serializers.ListField(
+        child=serializers.ChoiceField(choices=PairSelection.choices),
+        required=False,
+        default=list,
+        help_text="Only comparisons whose pair was chosen by these rules (random: drawn at random or imported).",
+    )
     label_source = serializers.ChoiceField(
         choices=["majority", "dawid_skene"],
         default="majority",

@@ -16,13 +16,14 @@ from datetime import date
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from accounts.models import User, Vendor
 from annotation.models import Batch, Comparison, ComparisonStatus, Focus, Rating
 from config.exceptions import DomainError, InvalidInput, NotFound
 from core import jobs
+from sampling.models import PairSelection
 
 from .. import rules
 from ..models import (
@@ -101,6 +102,7 @@ def dataset_build_create(
     vendor_ids: Iterable[int] | None = None,
     min_agreement: float | None = None,
     unanimous_only: bool = False,
+    pair_selections: Iterable[str] | None = None,
     exclude_annotator_ids: Iterable[int] | None = None,
     external_source_ids: Iterable[int] | None = None,
     mix: str = Mix.NONE,
@@ -152,6 +154,11 @@ def dataset_build_create(
             raise InvalidInput(
                 "The minimum posterior is the probability of the label: from 0.5 to 1.", field="min_posterior"
             )
+    wanted_selections = sorted(set(pair_selections or []))
+    if unknown := [rule for rule in wanted_selections if rule not in PairSelection.values]:
+        raise InvalidInput(
+            f"Unknown pair selection {unknown[0]!r}; use {', '.join(PairSelection.values)}.", field="pair_selections"
+        )
     test_count = settings.PREFLAB_TEST_COUNT_PER_BATCH if test_count is None else test_count
     test_fraction = settings.PREFLAB_TEST_FRACTION if test_fraction is None else test_fraction
     if test_count < 0:
@@ -186,6 +193,7 @@ def dataset_build_create(
         "vendors": [{"id": v.id, "name": v.name} for v in vendors],
         "min_agreement": min_agreement,
         "unanimous_only": bool(unanimous_only),
+        "pair_selections": wanted_selections,
         "label_source": label_source,
         "min_posterior": min_posterior,
         "exclude_annotators": [{"id": u.id, "pseudonym": u.pseudonym} for u in excluded],
@@ -349,6 +357,19 @@ def _estimated_labels(batches: Sequence[dict], label_settings: rules.LabelRules)
     return estimates
 
 
+def pair_selection_filter(wanted: Sequence[str]) -> Q:
+    """Comparisons whose pair was chosen by one of these rules (sampling.pair_rules; the rule is kept
+    in each response's generation record). "random" also takes pairs with no record of a rule:
+    random draws, and comparisons imported with their responses."""
+    chosen_by = [rule for rule in wanted if rule != PairSelection.RANDOM]
+    condition = Q(response_a__generation__pair_selection__rule__in=chosen_by) if chosen_by else Q(pk__in=[])
+    if PairSelection.RANDOM in wanted:
+        condition |= Q(response_a__generation__pair_selection__isnull=True) | Q(
+            response_a__generation__pair_selection=None
+        )
+    return condition
+
+
 def _preflab_pairs(
     build: DatasetBuild,
     batches: Sequence[dict],
@@ -366,6 +387,8 @@ def _preflab_pairs(
     focus_of = {b["id"]: b["focus"] for b in batches}
     chunk = settings.PREFLAB_BUILD_CHUNK_COMPARISONS
     comparisons = Comparison.objects.filter(batch_id__in=list(focus_of)).order_by("id")
+    if wanted := build.selection.get("pair_selections"):
+        comparisons = comparisons.filter(pair_selection_filter(wanted))
     fields = (
         "id",
         "batch_id",
