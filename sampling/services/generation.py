@@ -475,7 +475,16 @@ def sampling_warm_up(*, batch: Batch) -> list[int]:
     policy = PairPolicy.objects.filter(batch=batch).first()
     if policy is None:
         return []
-    ids = sorted(policy.variants.filter(is_active=True, backend=Backend.TRANSFORMERS).values_list("pk", flat=True))
+    active = policy.variants.filter(is_active=True)
+    # A best-of-K variant samples with its base variant: that is the model to load.
+    ids = sorted(
+        set(active.filter(backend=Backend.TRANSFORMERS).values_list("pk", flat=True))
+        | set(
+            active.filter(backend=Backend.BEST_OF_K, base_variant__backend=Backend.TRANSFORMERS).values_list(
+                "base_variant_id", flat=True
+            )
+        )
+    )
     key = tuple(ids)
     # Eager unit tests have no worker to warm; the first job loads the model there.
     if key and key not in _warmed and not jobs.runs_eagerly():

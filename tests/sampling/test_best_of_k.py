@@ -119,3 +119,10 @@ def test_a_best_of_k_variant_is_registered_through_the_api_and_shown_to_research
     assert "Best of 4" in page.content.decode() and run.name in page.content.decode()
     listing = page_client_for(researcher).get("/research/models/").content.decode()
     assert "best of 4" in listing and f"{base} ranked by rm" in listing
+
+
+def test_warming_a_batch_loads_the_base_model_of_its_best_of_k_variant():
+    base = make_variant("local", backend="transformers", checkpoint_path="/models/local")
+    wrapped = best_of(base, saved_reward_model("rm"))
+    batch = prompt_batch([wrapped])
+    assert services.sampling_warm_up(batch=batch) == [base.pk]
