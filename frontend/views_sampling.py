@@ -87,6 +87,26 @@ class FillForm(forms.Form):
     count = forms.IntegerField(min_value=1, initial=10)
 
 
+class BestOfKForm(forms.Form):
+    """A best-of-K variant: K samples of a base variant, the best by a reward model."""
+
+    name = forms.CharField(max_length=120)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    base_variant = forms.TypedChoiceField(coerce=int)
+    reward_run = forms.TypedChoiceField(coerce=int)
+    safety_run = forms.TypedChoiceField(coerce=int, required=False, empty_value=None)
+    best_of_k = forms.IntegerField(min_value=2, max_value=settings.PREFLAB_BEST_OF_K_MAX, initial=4)
+
+    def __init__(self, *args, bases, reward_runs, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.bases = {v.pk: v for v in bases}
+        self.reward_runs = {run.pk: run for run in reward_runs}
+        self.fields["base_variant"].choices = [(v.pk, str(v)) for v in bases]
+        runs = [(run.pk, f"{run.name} ({run.kind})") for run in reward_runs]
+        self.fields["reward_run"].choices = runs
+        self.fields["safety_run"].choices = [("", "None"), *runs]
+
+
 def _form_error(form: forms.Form, exc: DomainError) -> None:
     form.add_error(exc.field if exc.field in form.fields else None, exc.detail)
 
@@ -97,8 +117,32 @@ def _variant_values(data: dict) -> dict:
 
 @researcher_required
 def variants(request):
-    form = VariantForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    best_of_k_post = request.method == "POST" and request.POST.get("kind") == "best_of_k"
+    form = VariantForm(request.POST if request.method == "POST" and not best_of_k_post else None)
+    best_of_k_form = BestOfKForm(
+        request.POST if best_of_k_post else None,
+        bases=[v for v in selectors.variants_for_policy() if v.backend in (Backend.TRANSFORMERS, Backend.OPENAI)],
+        reward_runs=list(rewardmodel_selectors.scorable_runs(request.user)),
+    )
+    if best_of_k_post and best_of_k_form.is_valid():
+        data = best_of_k_form.cleaned_data
+        try:
+            variant = services.variant_create(
+                created_by=request.user,
+                name=data["name"],
+                description=data["description"],
+                backend=Backend.BEST_OF_K,
+                base_variant=best_of_k_form.bases[data["base_variant"]],
+                reward_run=best_of_k_form.reward_runs[data["reward_run"]],
+                safety_run=best_of_k_form.reward_runs.get(data["safety_run"]),
+                best_of_k=data["best_of_k"],
+            )
+        except DomainError as exc:
+            _form_error(best_of_k_form, exc)
+        else:
+            messages.success(request, f"Registered {variant}.")
+            return redirect("research-variant", variant_id=variant.pk)
+    if request.method == "POST" and not best_of_k_post and form.is_valid():
         try:
             variant = services.variant_create(
                 created_by=request.user, name=form.cleaned_data["name"], **_variant_values(form.cleaned_data)
@@ -114,6 +158,7 @@ def variants(request):
         {
             "variants": selectors.variants_with_open_policy_counts(user=request.user),
             "form": form,
+            "best_of_k_form": best_of_k_form,
             "embedded": EMBEDDED_CHECKPOINT,
         },
         status=400 if request.method == "POST" else 200,

@@ -7,6 +7,7 @@ import pytest
 from config.exceptions import InvalidInput
 from rewardmodel.scoring import load_reward_model, score_many, sigmoid
 from sampling import services
+from sampling.models import ModelVariant
 from tests.factories import AnnotatorFactory
 from tests.rewardmodel.saved import saved_reward_model
 from tests.sampling.conftest import make_variant, prompt_batch
@@ -126,3 +127,18 @@ def test_warming_a_batch_loads_the_base_model_of_its_best_of_k_variant():
     wrapped = best_of(base, saved_reward_model("rm"))
     batch = prompt_batch([wrapped])
     assert services.sampling_warm_up(batch=batch) == [base.pk]
+
+
+def test_the_variants_page_registers_a_best_of_k_variant(researcher, endpoint_variants):
+    from tests.helpers import page_client_for
+
+    base, run = endpoint_variants[0], saved_reward_model("page-rm")
+    pages = page_client_for(researcher)
+    assert "Register a best-of-K variant" in pages.get("/research/models/").content.decode()
+    form = {"kind": "best_of_k", "name": "terse-best-of-5", "base_variant": base.pk, "reward_run": run.pk}
+    refused = pages.post("/research/models/", {**form, "best_of_k": 1})
+    assert refused.status_code == 400 and not ModelVariant.objects.filter(name="terse-best-of-5").exists()
+    created = pages.post("/research/models/", {**form, "best_of_k": 5})
+    assert created.status_code == 302
+    variant = ModelVariant.objects.get(name="terse-best-of-5")
+    assert (variant.backend, variant.base_variant, variant.reward_run, variant.best_of_k) == ("best_of_k", base, run, 5)
