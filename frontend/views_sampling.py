@@ -124,7 +124,7 @@ def variants(request):
         bases=[v for v in selectors.variants_for_policy() if v.backend in (Backend.TRANSFORMERS, Backend.OPENAI)],
         reward_runs=list(rewardmodel_selectors.scorable_runs(request.user)),
     )
-    if best_of_k_post and best_of_k_form.is_valid():
+    if request.method == "POST" and best_of_k_post and best_of_k_form.is_valid():
         data = best_of_k_form.cleaned_data
         try:
             variant = services.variant_create(
