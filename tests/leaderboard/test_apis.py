@@ -191,3 +191,15 @@ def test_a_variant_without_a_labelled_comparison_is_listed_as_unrated_not_as_a_p
         None,
         False,
     )
+
+
+def test_the_csv_neutralises_a_variant_name_a_spreadsheet_would_run(researcher):
+    sneaky, plain = VariantFactory(name='=HYPERLINK("http://x")'), VariantFactory(name="plain")
+    batch = BatchFactory()
+    for _ in range(3):
+        labelled(batch, sneaky, plain, "a")
+    answer = client_for(researcher).get(
+        "/api/leaderboard/rankings/", {"batch": batch.pk, "by": "variant", "bootstrap": 0, "format": "csv"}
+    )
+    rows = list(csv.DictReader(io.StringIO(answer.content.decode())))
+    assert rows[0]["variant"] == '\'=HYPERLINK("http://x") v1'
