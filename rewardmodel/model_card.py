@@ -103,17 +103,22 @@ def _data_section(manifest: Mapping[str, Any], setup: Mapping[str, Any]) -> list
         lines += ["", "Batches: " + ", ".join(f"{b.get('name')} ({b.get('focus')})" for b in batches) + "."]
     details = []
     if margin := build.get("margin_table"):
-        details.append(f"margin table {margin.get('name')} {margin.get('values')}")
+        values = ", ".join(
+            f"{STRENGTHS.get(code, code).lower()} {value:.3g}" for code, value in (margin.get("values") or {}).items()
+        )
+        details.append(f"Margin table: {margin.get('name')} ({values}).")
     if build.get("label_rule"):
-        details.append(f"labels: {build['label_rule']}")
-    if build.get("mix"):
-        details.append(f"mix: {json.dumps(build['mix'], sort_keys=True)}")
-    if build.get("held_out"):
-        details.append(f"held-out split: {json.dumps(build['held_out'], sort_keys=True)}")
+        details.append(f"Labels: {build['label_rule']}")
+    if mix := build.get("mix"):
+        sampled = f", {mix.get('sampled')} pairs sampled into the mix" if mix.get("sampled") else ""
+        details.append(f"Mix: {mix.get('name', '?')}{sampled}.")
+    if held_out := build.get("held_out"):
+        described = ", ".join(f"{k} {held_out[k]}" for k in ("mode", "fraction", "seed", "split_key") if k in held_out)
+        details.append(f"Held-out split: {described}.")
     if build.get("code_version"):
-        details.append(f"built by Preflab {build['code_version']}")
+        details.append(f"Built by {build['code_version']}.")
     if details:
-        lines += ["", "Build: " + "; ".join(str(d) for d in details) + "."]
+        lines += ["", *(f"- {detail}" for detail in details)]
     lines += ["", "The full manifest is under `dataset` in `preflab.json`."]
     return lines
 

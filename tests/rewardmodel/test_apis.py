@@ -104,6 +104,8 @@ def test_a_researcher_trains_follows_downloads_and_scores(api, researcher, rater
     assert archive.testzip() is None and not any(n.endswith("optimizer.pt") for n in archive.namelist())
     archive.extractall(tmp_path)
     (folder,) = list(tmp_path.glob("preflab-rm-*"))
+    card = (folder / "README.md").read_text()  # the model card, its example loading this very folder
+    assert card.startswith(f"# {run['name']}\n") and f"from_pretrained({folder.name!r})" in card
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     with torch.no_grad():
