@@ -50,7 +50,8 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# TRL is a benchmark-only dependency (the reward-training comparison); it changes no pinned version.
+# TRL drives the reward-training comparison; it is pinned in requirements-dev.txt too (the TRL round-trip tests)
+# and changes no pinned version.
 bench: setup
 	$(PIP) install --quiet -r requirements-bench.txt
 	$(PY) benchmarks/run_all.py

@@ -9,8 +9,9 @@ CUDA, peak allocated GPU memory) belongs to that trainer alone.
     python benchmarks/reward_training.py                     # all-MiniLM-L6-v2 on CPU, a few minutes
     python benchmarks/reward_training.py --model var/models/smollm2 --device cuda
 
-TRL is a benchmark-only dependency (``requirements-bench.txt``). The task is a learnable toy
-preference: the chosen response is polite, the rejected one rude, both carrying the same advice.
+TRL is pinned in ``requirements-bench.txt`` (and ``requirements-dev.txt``, for the round-trip tests).
+The task is a learnable toy preference: the chosen response is polite, the rejected one rude, both
+carrying the same advice.
 """
 
 from __future__ import annotations

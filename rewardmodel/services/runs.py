@@ -75,13 +75,24 @@ EMBEDDED_BASES: dict[str, Callable[[], str]] = {MINILM: _minilm_dir, SMOLLM2: _s
 
 
 def resolve_base_path(path: str) -> str:
-    """The local directory of a base checkpoint as this host sees it."""
+    """The local directory of a base checkpoint as this host sees it, ready for Preflab and for TRL.
+
+    A checkpoint whose tokenizer lacks a chat template or an end-of-sequence token (an encoder such as
+    all-MiniLM) is prepared once into the model cache (`chat_format.prepare_base_checkpoint`: links to
+    its weights, a tokenizer with Preflab's plain-transcript template), so TRL's ``RewardTrainer``
+    trains on Preflab's exports from the directory this returns, with no code in between.
+    """
+    from ..chat_format import prepare_base_checkpoint
+
     path = path.strip()
     if path in EMBEDDED_BASES:
-        return EMBEDDED_BASES[path]()
-    if not (Path(path) / "config.json").is_file():
+        directory = EMBEDDED_BASES[path]()
+        name = path.removeprefix("embedded:")
+    elif (Path(path) / "config.json").is_file():
+        directory, name = path, None
+    else:
         raise InvalidInput(f"No Hugging Face checkpoint (config.json) at {path} on this worker.", field="path")
-    return path
+    return prepare_base_checkpoint(directory, settings.PREFLAB_MODEL_CACHE, name=name)
 
 
 # --- hyper-parameters ---------------------------------------------------------------------------
