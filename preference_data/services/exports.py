@@ -76,7 +76,8 @@ COLUMN_DOCS = {
     },
     ExportFormat.HH_RLHF: {
         "chosen": 'the whole dialogue as "\\n\\nHuman: ...\\n\\nAssistant: ..." ending with the chosen response '
-        "(a system message, if any, is the text before the first Human turn)",
+        "(a system message, if any, is the text before the first Human turn); no end-of-sequence token, as in "
+        "HH-RLHF: TRL's RewardTrainer appends its tokenizer's (Preflab's base checkpoints and reward models have one)",
         "rejected": "the same dialogue ending with the rejected response",
         "id": "comparison:<id> or external:<id>",
         "margin": "m(r) for the label's strength",
