@@ -6,6 +6,8 @@ forest plot server-side; the tables link to their CSVs from the API. The one for
 for a reward model to score the scope's responses (`rewardmodel.services.judging`), on a worker.
 """
 
+import re
+
 from django import forms
 from django.contrib import messages
 from django.http import QueryDict
@@ -17,6 +19,7 @@ from django.views.decorators.http import require_POST
 from annotation import selectors as annotation_selectors
 from annotation.models import Focus
 from config.exceptions import DomainError
+from core.routing import ID_PATTERN
 from leaderboard import plots, selectors
 from rewardmodel import selectors as rewardmodel_selectors
 from rewardmodel.services import judging
@@ -110,7 +113,7 @@ def leaderboard_judge(request):
     """Queue the scoring of the scope's responses by the chosen reward model, then back to the page."""
     back = reverse("research-leaderboard") + ("?" + request.POST.get("query", "") if request.POST.get("query") else "")
     run_id, batch_id = request.POST.get("run", ""), request.POST.get("batch", "")
-    if not run_id.isdigit() or (batch_id and not batch_id.isdigit()):
+    if not re.fullmatch(ID_PATTERN, run_id) or (batch_id and not re.fullmatch(ID_PATTERN, batch_id)):
         messages.error(request, "Choose a reward model to judge with.")
         return redirect(back)
     run = get_object_or_404(rewardmodel_selectors.runs_for(request.user), pk=int(run_id))

@@ -7,17 +7,23 @@ from annotation.models import Focus
 from .selectors import BY_VARIANT_TEMPERATURE, DEFAULT_BOOTSTRAP, DEFAULT_MIN_COMPARISONS, GROUPINGS
 
 MAX_BOOTSTRAP = 1000
+MAX_ID = 2**63 - 1  # a bigint: a larger id is refused as input, not sent to the database
 
 
 class LeaderboardQuerySerializer(serializers.Serializer):
-    batch = serializers.IntegerField(required=False, min_value=1, help_text="One batch (else every batch).")
+    batch = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="One batch (else every batch)."
+    )
     week = serializers.DateField(required=False, help_text="The batches of one week (the Monday it opened).")
     focus = serializers.ChoiceField(choices=Focus.choices, required=False, allow_blank=True)
     by = serializers.ChoiceField(
         choices=GROUPINGS, default=BY_VARIANT_TEMPERATURE, help_text="Rank variant × temperature, or variants."
     )
     judge_run = serializers.IntegerField(
-        required=False, min_value=1, help_text="A training run whose stored rewards rank the same comparisons."
+        required=False,
+        min_value=1,
+        max_value=MAX_ID,
+        help_text="A training run whose stored rewards rank the same comparisons.",
     )
     min_comparisons = serializers.IntegerField(
         required=False, min_value=1, max_value=10_000, default=DEFAULT_MIN_COMPARISONS
@@ -97,8 +103,10 @@ class LeaderboardSerializer(serializers.Serializer):
 
 
 class JudgingCreateSerializer(serializers.Serializer):
-    run = serializers.IntegerField(min_value=1)
-    batch = serializers.IntegerField(required=False, min_value=1, allow_null=True, help_text="Empty: every batch.")
+    run = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    batch = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, allow_null=True, help_text="Empty: every batch."
+    )
 
 
 class JudgingSerializer(serializers.Serializer):

@@ -161,6 +161,8 @@ def test_bad_parameters_are_refused(researcher):
     client = client_for(researcher)
     assert client.get("/api/leaderboard/", {"by": "nonsense"}).status_code == 400
     assert client.get("/api/leaderboard/", {"batch": 1, "week": "2026-01-05"}).status_code == 400
+    assert client.get("/api/leaderboard/", {"batch": 10**20}).status_code == 400
+    assert client.post("/api/leaderboard/judgings/", {"run": 10**20}, format="json").status_code == 400
 
 
 def _dataset():
@@ -203,3 +205,24 @@ def test_the_csv_neutralises_a_variant_name_a_spreadsheet_would_run(researcher):
     )
     rows = list(csv.DictReader(io.StringIO(answer.content.decode())))
     assert rows[0]["variant"] == '\'=HYPERLINK("http://x") v1'
+
+
+def test_the_page_queues_a_judging_and_refuses_a_malformed_run(researcher, media):
+    from rewardmodel.models import ResponseJudging
+    from tests.helpers import page_client_for
+
+    run = TrainingRun.objects.create(
+        name="rm-page",
+        kind="helpfulness",
+        dataset=_dataset(),
+        base_checkpoint=_checkpoint(),
+        status=RunStatus.SUCCEEDED,
+        output_path="final",
+    )
+    pages = page_client_for(researcher)
+    refused = pages.post("/research/leaderboard/judge/", {"run": "9" * 30, "query": "by=variant"}, follow=True)
+    assert "Choose a reward model" in refused.content.decode() and not ResponseJudging.objects.exists()
+    queued = pages.post("/research/leaderboard/judge/", {"run": run.pk, "query": "by=variant"})
+    assert queued.status_code == 302 and queued["Location"] == "/research/leaderboard/?by=variant"
+    assert ResponseJudging.objects.get().run == run
+    assert pages.get("/research/leaderboard/judge/").status_code == 405
