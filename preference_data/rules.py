@@ -656,6 +656,8 @@ RATINGS_SCHEMA = pa.schema(
         ("seconds_spent", pa.float64()),
         ("created_at", pa.string()),  # ISO 8601, UTC
         ("used_in_label", pa.bool_()),  # False when the selection's rater filters left it out
+        ("ds_label", pa.string()),  # the comparison's Dawid-Skene label in its batch's agreement report
+        ("ds_posterior", pa.float64()),  # its posterior; null before the batch's first report
     ]
 )
 RATINGS_COLUMNS = tuple(RATINGS_SCHEMA.names)

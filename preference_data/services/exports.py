@@ -105,6 +105,8 @@ COLUMN_DOCS = {
         "created_at": "when the rating was stored (ISO 8601, UTC)",
         "used_in_label": "false when the selection's rater filters (flagged annotators, vendors) left it out, "
         "or when it was given after its comparison became gold (a test of the annotator, not a label)",
+        "ds_label": "a | b: the comparison's Dawid-Skene label in its batch's agreement report ('' before the first)",
+        "ds_posterior": "the posterior probability of that label (null before the batch's first agreement report)",
     },
 }
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from accounts.models import User
+from agreement.models import AgreementReport, ComparisonLabel, ReportScope
 from annotation.models import Comparison, Rating, Response, Turn
 
 from .. import rules
@@ -54,12 +55,16 @@ class ExportSql:
             f"FROM {pair} p JOIN {q(_table(ExternalComparison))} e ON e.id = p.external_id "
             f"WHERE p.build_id = %s AND p.split = %s AND p.external_id IS NOT NULL ORDER BY p.id"
         )
+        # The comparison's Dawid-Skene label from its batch's agreement report (one per batch).
+        report, label = q(_table(AgreementReport)), q(_table(ComparisonLabel))
         self.ratings = (
             f"SELECT r.id, r.comparison_id, p.split, c.batch_id, r.annotator_id, u.vendor_id, r.chosen, "
             f"c.response_a_id, c.response_b_id, r.strength, r.safety_label, r.shown_left, r.seconds_spent, "
-            f"r.created_at, (c.is_gold AND r.created_at >= c.gold_marked_at) "
+            f"r.created_at, (c.is_gold AND r.created_at >= c.gold_marked_at), l.ds_label, l.ds_posterior "
             f"FROM {pair} p JOIN {comparison} c ON c.id = p.comparison_id "
             f"JOIN {q(_table(Rating))} r ON r.comparison_id = c.id JOIN {q(_table(User))} u ON u.id = r.annotator_id "
+            f"LEFT JOIN {report} ar ON ar.batch_id = c.batch_id AND ar.scope = '{ReportScope.BATCH.value}' "
+            f"LEFT JOIN {label} l ON l.report_id = ar.id AND l.comparison_id = c.id "
             f"WHERE p.build_id = %s AND p.comparison_id IS NOT NULL ORDER BY p.id, r.id"
         )
 
@@ -196,6 +201,8 @@ def rating_rows(
                 seconds,
                 created_at,
                 gold_test,
+                ds_label,
+                ds_posterior,
             ) in rows:
                 if annotator_id not in pseudonyms:
                     pseudonyms[annotator_id] = User(pk=annotator_id).pseudonym
@@ -219,6 +226,8 @@ def rating_rows(
                         "seconds_spent": seconds,
                         "created_at": _iso_utc(created_at),
                         "used_in_label": label_settings.counts(vote) and not gold_test,
+                        "ds_label": ds_label or "",
+                        "ds_posterior": ds_posterior,
                     }
                 )
             yield chunk

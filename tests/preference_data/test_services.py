@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from agreement import services as agreement_services
+from agreement.models import ComparisonLabel
 from agreement.reliability import comparison_labels
 from annotation.models import Comparison, Rating, Turn
 from annotation.selectors import comparison_context
@@ -475,6 +476,23 @@ def test_raw_ratings_export_has_one_row_per_rating_with_pseudonyms(researcher, e
         )
         assert row["seconds_spent"] == 12.5 and row["used_in_label"] is True
         assert row["created_at"] == rating.created_at.isoformat()
+        assert (row["ds_label"], row["ds_posterior"]) == ("", None)  # no agreement report yet
+
+
+def test_raw_ratings_export_carries_each_comparisons_dawid_skene_label(researcher, everything):
+    batch_ids = {b["id"] for b in everything.selection["batches"]}
+    for batch_id in batch_ids:
+        agreement_services.agreement_recompute(batch_id=batch_id)
+    labels = {
+        label.comparison_id: label
+        for label in ComparisonLabel.objects.filter(report__scope="batch", report__batch_id__in=batch_ids)
+    }
+    loaded = load(export(researcher, everything, "ratings", "jsonl"), "json")["train"]
+    assert len(loaded) == 33
+    for row in loaded:
+        label = labels[row["comparison_id"]]
+        assert row["ds_label"] == label.ds_label in {"a", "b"}
+        assert row["ds_posterior"] == pytest.approx(label.ds_posterior)
 
 
 def test_manifest_records_what_went_in_and_the_content_hash(researcher, everything, media):
