@@ -11,7 +11,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # Cheapest first, so a short session still sees the quick figures.
-ORDER = ["agreement", "annotation_path", "export", "sampling", "reward_training", "active_learning"]
+ORDER = ["agreement", "annotation_path", "export", "sampling", "reward_training", "active_learning", "rm_quality"]
 # Arguments that keep a script's share of `make bench` short; run a script alone for its full figures.
 ARGS = {"annotation_path": ["--quick"]}
 
