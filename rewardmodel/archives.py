@@ -18,9 +18,8 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from rewardmodel.model_card import CHECKPOINT_FILE, download_files
-
 CHUNK = 1 << 20
+SAVED_MODEL_FILE = "preflab.json"  # a folder holding it is a saved reward model
 
 
 class _Sink(io.RawIOBase):
@@ -45,7 +44,13 @@ def stream_zip(directory: Path, top: str, exclude: Iterable[str] = ()) -> Iterat
     """The files under ``directory`` (except names in ``exclude``) as a zip, under folder ``top``."""
     skipped = set(exclude)
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name not in skipped)
-    generated = download_files(directory, top) if (directory / CHECKPOINT_FILE).is_file() else {}
+    generated = {}
+    if (directory / SAVED_MODEL_FILE).is_file():
+        # Imported here: the model card pulls in transformers and torch, which the web process (which
+        # imports this module with the API views) loads only when a model is actually downloaded.
+        from rewardmodel.model_card import download_files
+
+        generated = download_files(directory, top)
     sink = _Sink()
     # zipfile sees a stream it cannot seek and writes each entry's sizes after its data.
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
