@@ -24,7 +24,7 @@ class MeSerializer(serializers.ModelSerializer):
 class PersonSerializer(serializers.ModelSerializer):
     vendor = serializers.StringRelatedField(allow_null=True)
     ratings = serializers.IntegerField(source="n_ratings", read_only=True)
-    last_rating_at = serializers.DateTimeField(read_only=True)
+    last_rating_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
     class Meta:
         model = User

@@ -38,7 +38,9 @@ class CSVRenderer(BaseRenderer):
         if response is not None and response.status_code < 400:
             filename = getattr(view, "csv_filename", None) or "preflab.csv"
             response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return buffer.getvalue().encode(self.charset)
+        # An empty table is one empty line, not an empty body: DRF drops the Content-Type of an
+        # empty body, and a CSV download must still say it is CSV.
+        return (buffer.getvalue() or "\n").encode(self.charset)
 
 
 def _cell(value: Any) -> Any:

@@ -11,10 +11,38 @@ import django_filters
 from django import forms
 from django.db import models
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema_field
+
+# Ids are 1 to 18 digits (core/routing.py): inside every database's integer range.
+MAX_RECORD_ID = 10**18 - 1
 
 
+class RecordIdField(forms.IntegerField):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 0)
+        kwargs.setdefault("max_value", MAX_RECORD_ID)
+        super().__init__(*args, **kwargs)
+
+
+@extend_schema_field({"type": "integer", "minimum": 0, "maximum": MAX_RECORD_ID})
 class RecordIdFilter(django_filters.NumberFilter):
-    field_class = forms.IntegerField
+    field_class = RecordIdField
+
+
+class StrictBooleanField(forms.Field):
+    """`true` or `false`, as the schema says. Django's NullBooleanField also reads `null`, `unknown`
+    and anything else as "no filter", which answers every row to a typo."""
+
+    def to_python(self, value: Any) -> bool | None:
+        if value in (None, ""):
+            return None
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise forms.ValidationError("Use true or false.", code="invalid")
+
+
+class StrictBooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictBooleanField
 
 
 class FilterSet(django_filters.rest_framework.FilterSet):
@@ -22,6 +50,8 @@ class FilterSet(django_filters.rest_framework.FilterSet):
     def filter_for_lookup(cls, field: models.Field, lookup_type: str) -> tuple[type, dict[str, Any]]:
         if isinstance(field, models.ForeignKey) and lookup_type == "exact":
             return RecordIdFilter, {}
+        if isinstance(field, models.BooleanField) and lookup_type == "exact":
+            return StrictBooleanFilter, {}
         return super().filter_for_lookup(field, lookup_type)
 
 

@@ -65,10 +65,13 @@ ERROR_DESCRIPTIONS = {
 
 
 def state_errors(*codes: int) -> Callable[[F], F]:
-    """Declare the state errors (409, 410) a view method answers, for the schema."""
+    """Declare the state errors (409, 410) a view method (or an @api_view function, placed above
+    @api_view) answers, for the schema."""
 
     def declare(method: F) -> F:
-        method.state_errors = tuple(str(code) for code in codes)  # type: ignore[attr-defined]
+        # Above @api_view, the function is already a view: its class is what the schema sees.
+        target = getattr(method, "cls", method)
+        target.state_errors = tuple(str(code) for code in codes)
         return method
 
     return declare
@@ -82,6 +85,8 @@ class PreflabAutoSchema(AutoSchema):
         for parameter in operation.get("parameters", []):
             if parameter["in"] == "query" and _is_free_text(parameter.get("schema", {})):
                 parameter["schema"]["pattern"] = TEXT_PATTERN
+            if parameter["in"] == "query" and parameter["name"] == "format" and "enum" in parameter["schema"]:
+                parameter["schema"]["enum"] = [*parameter["schema"]["enum"], ""]  # empty: the default, JSON
         responses = operation["responses"]
         for code in self.error_status_codes(operation):
             if code not in responses:
@@ -129,6 +134,13 @@ class PreflabAutoSchema(AutoSchema):
             response["content"] = {media_type: {"schema": {}} for media_type in media_types}
         return response
 
+    def _get_filter_parameters(self) -> list[dict[str, Any]]:
+        # A viewset's filters narrow its `list`; another action that answers rows (a report's
+        # trend, a run's metrics) does not read them, so they are not its parameters.
+        if getattr(self.view, "action", None) != "list":
+            return []
+        return super()._get_filter_parameters()
+
     def _get_paginator(self) -> Any:
         # Only `list` actions page their rows; actions that answer several records (an import, a
         # CSV of invitations, a report's table) answer them as a plain array.
@@ -151,7 +163,7 @@ class PreflabAutoSchema(AutoSchema):
         if self.view.get_throttles():
             codes.append("429")
         handler = getattr(self.view, getattr(self.view, "action", None) or self.method.lower(), None)
-        codes += getattr(handler, "state_errors", ())
+        codes += getattr(handler, "state_errors", None) or getattr(self.view, "state_errors", ())
         return codes
 
     def needs_user(self) -> bool:

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from accounts.permissions import IsResearcher
 from agreement.renderers import CSVRenderer
 from annotation import selectors as annotation_selectors
+from config.schema import state_errors
 from rewardmodel import selectors as rewardmodel_selectors
 from rewardmodel.services import judging
 
@@ -115,6 +116,7 @@ def leaderboard_matrix(request: Request) -> Response:
     return Response(_rows(board, selectors.matrix_rows))
 
 
+@state_errors(409)
 @extend_schema(request=JudgingCreateSerializer, responses={202: JudgingSerializer})
 @api_view(["POST"])
 @permission_classes([IsResearcher])

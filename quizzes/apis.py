@@ -185,7 +185,17 @@ class AttemptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         ]
         return self.get_paginated_response(rows)
 
-    @extend_schema(responses=CandidateAttemptSerializer)
+    @extend_schema(
+        responses={
+            200: {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/CandidateAttempt"},
+                    {"$ref": "#/components/schemas/AttemptSummary"},
+                ],
+                "description": "The candidate's own attempt as they take it; anyone else's as a summary.",
+            }
+        }
+    )
     def retrieve(self, request: Request, pk=None) -> Response:
         attempt = services.attempt_refresh(attempt=self.get_object())
         if attempt.candidate_id == request.user.pk:

@@ -275,6 +275,13 @@ class SectionLimitSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     time_limit_minutes = serializers.IntegerField(allow_null=True, min_value=1)
 
+    def validate(self, attrs: dict) -> dict:
+        # Inside a PATCH DRF makes every nested field optional; a section's entry needs both.
+        missing = [name for name in ("id", "time_limit_minutes") if name not in attrs]
+        if missing:
+            raise serializers.ValidationError({name: ["This field is required."] for name in missing})
+        return attrs
+
 
 class QuizSettingsSerializer(serializers.Serializer):
     title = serializers.CharField(required=False, max_length=200)

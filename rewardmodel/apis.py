@@ -154,7 +154,9 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         """Loss, accuracy and learning rate of every optimizer step (the curves)."""
         steps = self.get_object().steps.order_by("step")
         after = request.query_params.get("after", "")
-        if after.isdigit():
+        if after:
+            if not (after.isascii() and after.isdigit()):
+                raise InvalidInput("after is a step number.", field="after")
             steps = steps.filter(step__gt=int(after))
         return Response(RunMetricSerializer(steps, many=True).data)
 

@@ -98,6 +98,8 @@ def test_a_filter_on_a_record_that_does_not_exist_answers_an_empty_page(document
     assert client.get(f"/api/comparisons/?batch={batch.pk}").json()["count"] == 1
     assert client.get(f"/api/comparisons/?batch={batch.pk + 1000}").json()["count"] == 0
     assert client.get("/api/comparisons/?batch=one").status_code == 400
+    assert client.get("/api/comparisons/?is_gold=false").json()["count"] == 1
+    assert client.get("/api/comparisons/?is_gold=null").status_code == 400  # not "no filter"
 
 
 def test_a_reference_to_a_record_that_does_not_exist_is_a_404_naming_the_field(researcher):
