@@ -42,6 +42,10 @@ def test_researcher_reads_a_batch_dashboard(page, live_server, rated):
     assert page.locator("svg.plot").count() == 3  # trend, strengths, annotators
     assert "Llama 2 helpfulness AC2 0.37–0.55" in page.locator("svg.plot").first.text_content()
     assert page.inner_text("#freshness") == "Up to date"
+    aggregation = report.metrics["aggregation"]
+    convergence = f"{aggregation['dawid_skene_iterations']} iterations, last change "
+    convergence += f"{aggregation['dawid_skene_final_change']:.1e} against a tolerance of 0.0001"
+    assert convergence in page.inner_text("main")
 
     flagged = page.locator(f"tr.flagged[data-annotator='{left_picker.pseudonym}']")
     assert flagged.count() == 1
