@@ -270,6 +270,11 @@ class CriterionThresholdSerializer(serializers.Serializer):
     op = serializers.ChoiceField(choices=["gte", "gt"], required=False)
     label = serializers.CharField(required=False, max_length=200)
 
+    def validate(self, attrs: dict) -> dict:
+        if "id" not in attrs:  # inside a PATCH DRF makes every nested field optional, the id too
+            raise serializers.ValidationError({"id": ["This field is required."]})
+        return attrs
+
 
 class SectionLimitSerializer(serializers.Serializer):
     id = serializers.IntegerField()

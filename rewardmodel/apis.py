@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from accounts.permissions import IsResearcher
 from config.exceptions import InvalidInput
+from config.filters import MAX_RECORD_ID
 from config.schema import state_errors
 from core.routing import id_param
 from preference_data.models import DatasetBuild
@@ -146,7 +147,13 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         return self._answer(runs.run_resume(run=self.get_object(), user=request.user), status.HTTP_202_ACCEPTED)
 
     @extend_schema(
-        parameters=[OpenApiParameter("after", int, description="Only steps after this one.")],
+        parameters=[
+            OpenApiParameter(
+                "after",
+                {"type": "integer", "minimum": 0, "maximum": MAX_RECORD_ID},
+                description="Only steps after this one.",
+            )
+        ],
         responses={200: RunMetricSerializer(many=True)},
     )
     @action(detail=True, methods=["get"], pagination_class=None)
@@ -155,7 +162,7 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         steps = self.get_object().steps.order_by("step")
         after = request.query_params.get("after", "")
         if after:
-            if not (after.isascii() and after.isdigit()):
+            if not (after.isascii() and after.isdigit()) or int(after) > MAX_RECORD_ID:
                 raise InvalidInput("after is a step number.", field="after")
             steps = steps.filter(step__gt=int(after))
         return Response(RunMetricSerializer(steps, many=True).data)
