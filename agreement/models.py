@@ -69,7 +69,12 @@ class AnnotatorQuality(models.Model):
     """One annotator's quality figures within a report. Shares come with 95% Wilson intervals."""
 
     report = models.ForeignKey(AgreementReport, on_delete=models.CASCADE, related_name="annotators")
-    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # No database constraint on derived rows (here and on ComparisonLabel): checking it at commit takes a
+    # share lock on every referenced user or comparison row, which the annotation path locks for update,
+    # so a recompute and ratings could deadlock. Deletes still cascade, through the ORM.
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
     n_ratings = models.PositiveIntegerField(help_text="Every rating in scope, gold and repeats included.")
     agreement = models.FloatField(null=True, help_text="Share matching the majority choice of the other raters.")
     agreement_low = models.FloatField(null=True)
@@ -117,7 +122,9 @@ class ComparisonLabel(models.Model):
     """
 
     report = models.ForeignKey(AgreementReport, on_delete=models.CASCADE, related_name="labels")
-    comparison = models.ForeignKey("annotation.Comparison", on_delete=models.CASCADE, related_name="+")
+    comparison = models.ForeignKey(
+        "annotation.Comparison", on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
     votes_a = models.PositiveIntegerField()
     votes_b = models.PositiveIntegerField()
     majority = models.CharField(max_length=1, blank=True, help_text='"a", "b", or empty when the vote is tied.')
