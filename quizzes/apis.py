@@ -6,7 +6,7 @@ candidates. What a candidate receives never carries reference answers.
 """
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -52,6 +52,14 @@ def _schema_only(view) -> bool:
     return getattr(view, "swagger_fake_view", False)
 
 
+# Researchers read a quiz as its authors do; everyone else as a candidate sees it.
+QUIZ_AS_SEEN = PolymorphicProxySerializer(
+    component_name="QuizAsSeen",
+    serializers=[AuthorQuizSerializer, CandidateQuizSerializer],
+    resource_type_field_name=None,
+)
+
+
 class QuizViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Researchers see and edit every quiz version; everyone else sees the published quizzes."""
 
@@ -68,6 +76,14 @@ class QuizViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         if _schema_only(self) or self.request.user.is_researcher:
             return AuthorQuizSerializer
         return CandidateQuizSerializer
+
+    @extend_schema(responses=QUIZ_AS_SEEN)
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(responses=QUIZ_AS_SEEN)
+    def retrieve(self, request: Request, *args, **kwargs) -> Response:
+        return super().retrieve(request, *args, **kwargs)
 
     def get_serializer_context(self):
         context = super().get_serializer_context()
