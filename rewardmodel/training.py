@@ -56,7 +56,7 @@ from transformers import (
 
 from preference_data.rules import margin_for  # Llama 2 Table 27, shared with the dataset builder
 from rewardmodel.chat_format import prepare_tokenizer
-from rewardmodel.evaluation import evaluate_pairs
+from rewardmodel.evaluation import evaluation_report, score_pairs
 from rewardmodel.hyperparameters import TrainingConfig
 from rewardmodel.model_card import CHECKPOINT_FILE, MODEL_CARD_FILE, model_card
 from rewardmodel.scoring import Message, encode_many, pad_batch
@@ -111,6 +111,9 @@ class TrainingResult:
     total_steps: int
     metrics: dict[str, Any]
     path: Path
+    # The held-out rewards behind metrics["eval"], in eval_pairs' order (chosen, rejected); kept out of
+    # the metrics, which are written into every checkpoint.
+    eval_rewards: tuple[list[float], list[float]] | None = None
 
 
 def warmup_steps(total_steps: int, cfg: TrainingConfig) -> int:
@@ -535,9 +538,20 @@ def evaluate(
     *,
     max_length: int,
     cfg: TrainingConfig,
-) -> dict[str, Any]:
-    """The held-out report (`evaluation.evaluate_pairs`) of the in-memory model, truncated as in training."""
-    return evaluate_pairs(model, tokenizer, eval_pairs, max_length=max_length, batch_size=cfg.eval_batch_size)
+) -> tuple[dict[str, Any], list[float], list[float]]:
+    """The held-out report (`evaluation.evaluation_report`) of the in-memory model, truncated as in
+    training, with the chosen and rejected rewards it was computed from."""
+    r_chosen, r_rejected = score_pairs(
+        model, tokenizer, eval_pairs, max_length=max_length, batch_size=cfg.eval_batch_size
+    )
+    report = evaluation_report(
+        r_chosen,
+        r_rejected,
+        [p.strength for p in eval_pairs],
+        [p.safety_label for p in eval_pairs],
+        [p.batch_id for p in eval_pairs],
+    )
+    return report, [float(r) for r in r_chosen], [float(r) for r in r_rejected]
 
 
 def _save(
@@ -745,7 +759,9 @@ def train_reward_model(
             on_progress(_progress_report(state, total_steps, eta_seconds=eta_seconds, checkpoint=saved))
 
     metrics = run.metrics(state)
+    eval_rewards = None
     if eval_pairs:
-        metrics["eval"] = evaluate(model, tokenizer, eval_pairs, max_length=max_length, cfg=cfg)
+        metrics["eval"], *rewards = evaluate(model, tokenizer, eval_pairs, max_length=max_length, cfg=cfg)
+        eval_rewards = (rewards[0], rewards[1])
     final_dir = save_final_model(run, state, model, tokenizer, metrics)
-    return TrainingResult("completed", state.step, total_steps, metrics, final_dir)
+    return TrainingResult("completed", state.step, total_steps, metrics, final_dir, eval_rewards)

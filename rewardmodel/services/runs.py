@@ -501,7 +501,7 @@ def _train(run: TrainingRun, attempt: int) -> None:
             mine.update(status=RunStatus.CANCELLED, last_checkpoint_step=result.steps, **fields)
             return
         if mine.update(status=RunStatus.SUCCEEDED, **fields) and report is not None:
-            RunEvaluation.objects.update_or_create(
+            evaluation, _ = RunEvaluation.objects.update_or_create(
                 run=run,
                 dataset=run.dataset,
                 split=rules.TEST,
@@ -514,6 +514,8 @@ def _train(run: TrainingRun, attempt: int) -> None:
                     "finished_at": now,
                 },
             )
+            if result.eval_rewards is not None:
+                _write_pair_rewards(evaluation, held_out, *result.eval_rewards)
 
 
 class _Progress:

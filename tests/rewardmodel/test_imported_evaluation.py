@@ -96,11 +96,17 @@ def test_a_run_on_imported_data_reports_real_held_out_accuracy_and_per_pair_rewa
     assert train_reward_model_run.delay(created["id"]).get() == "succeeded"
     evaluation = RunEvaluation.objects.get(run_id=created["id"])
     assert evaluation.status == "done" and evaluation.n == created["n_eval_pairs"]
+    during_training = b"".join(api.get(f"/api/run-evaluations/{evaluation.pk}/pairs/").streaming_content)
+    # Evaluating again (the worker's evaluation path) gives the same per-pair rewards as the trainer's.
     again = api.post("/api/run-evaluations/", {"run": created["id"], "dataset": build.pk})
     assert again.status_code == 202 and again.json()["id"] == evaluation.pk
     evaluate_reward_model.delay(evaluation.pk).get()
     evaluation.refresh_from_db()
     assert evaluation.status == "done" and evaluation.n == created["n_eval_pairs"]
+    assert [json.loads(line)["id"] for line in during_training.splitlines()] == [
+        json.loads(line)["id"]
+        for line in b"".join(api.get(f"/api/run-evaluations/{evaluation.pk}/pairs/").streaming_content).splitlines()
+    ]
 
     lines = b"".join(api.get(f"/api/run-evaluations/{evaluation.pk}/pairs/").streaming_content).splitlines()
     pairs = [json.loads(line) for line in lines]
