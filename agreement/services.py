@@ -17,6 +17,7 @@ over every week can hold millions of ratings, too many to read within a request.
 asked for twice shares one report, recomputed only when its ratings changed.
 """
 
+import io
 import logging
 import math
 import time
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import BooleanField, Case, F, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
@@ -307,26 +308,72 @@ def _store_quality(report: AgreementReport, quality: dict[int, dict[str, Any]]) 
 
 
 def _store_labels(report: AgreementReport, labels: reliability.ComparisonLabels | None) -> None:
-    """Each comparison's majority and Dawid-Skene label, from the fit the report shows."""
+    """Each comparison's majority and Dawid-Skene label, from the fit the report shows.
+
+    A batch holds up to a few hundred thousand comparisons. On PostgreSQL the rows go in with one
+    COPY (100,000 rows as INSERTs took about 5 s of a 9 s recompute); elsewhere with bulk_create.
+    """
     ComparisonLabel.objects.filter(report=report).delete()
     if labels is None:
         return
-    ComparisonLabel.objects.bulk_create(
-        [
-            ComparisonLabel(
-                report=report,
-                comparison_id=row["comparison"],
-                votes_a=row["votes_a"],
-                votes_b=row["votes_b"],
-                majority=row["majority"],
-                ds_label=row["ds_label"],
-                ds_posterior=row["ds_posterior"],
-                ds_posterior_a=row["ds_posterior_a"],
-            )
-            for row in labels.rows()
-        ],
-        batch_size=2000,
+    side = np.array(["a", "b", ""])
+    rows = zip(
+        labels.unit.tolist(),
+        labels.votes_a.tolist(),
+        labels.votes_b.tolist(),
+        side[labels.majority].tolist(),
+        side[labels.ds_label].tolist(),
+        labels.ds_posterior.tolist(),
+        labels.ds_posterior_a.tolist(),
+        strict=True,
     )
+    if connection.vendor == "postgresql":
+        _copy_labels(report.pk, rows)
+        return
+    ComparisonLabel.objects.bulk_create(
+        (
+            ComparisonLabel(
+                report_id=report.pk,
+                comparison_id=comparison,
+                votes_a=votes_a,
+                votes_b=votes_b,
+                majority=majority,
+                ds_label=ds_label,
+                ds_posterior=posterior,
+                ds_posterior_a=posterior_a,
+            )
+            for comparison, votes_a, votes_b, majority, ds_label, posterior, posterior_a in rows
+        ),
+        batch_size=5000,
+    )
+
+
+_LABEL_COLUMNS = (
+    "report_id",
+    "comparison_id",
+    "votes_a",
+    "votes_b",
+    "majority",
+    "ds_label",
+    "ds_posterior",
+    "ds_posterior_a",
+)
+
+
+def _copy_labels(report_id: int, rows) -> None:
+    """COPY the label rows (ints, "a"/"b"/"" and floats only: nothing to escape in the text format)."""
+    buffer = io.StringIO()
+    for comparison, votes_a, votes_b, majority, ds_label, posterior, posterior_a in rows:
+        buffer.write(
+            f"{report_id}\t{comparison}\t{votes_a}\t{votes_b}\t{majority}\t{ds_label}\t{posterior!r}\t{posterior_a!r}\n"
+        )
+    buffer.seek(0)
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(column) for column in _LABEL_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.cursor.copy_expert(
+            f"COPY {quote(ComparisonLabel._meta.db_table)} ({columns}) FROM STDIN WITH (FORMAT text)", buffer
+        )
 
 
 def _json_safe(value):
