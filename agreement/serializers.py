@@ -2,6 +2,8 @@
 
 from rest_framework import serializers
 
+from annotation.models import Focus
+
 from .models import AgreementReport, AnnotatorQuality, ComparisonLabel
 from .reliability import FLAG_LABELS, QUALITY_FIELDS
 
@@ -32,7 +34,7 @@ class AgreementReportSerializer(serializers.ModelSerializer):
 
 class ReportFilterSerializer(serializers.Serializer):
     batches = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
-    focus = serializers.ChoiceField(choices=["", "helpfulness", "safety"], required=False, default="")
+    focus = serializers.ChoiceField(choices=Focus.choices, required=False, allow_blank=True, default="")
     vendor = serializers.IntegerField(required=False, allow_null=True, default=None)
     week_from = serializers.DateField(required=False, allow_null=True, default=None)
     week_to = serializers.DateField(required=False, allow_null=True, default=None)

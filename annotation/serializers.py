@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from .models import MAX_CHECK_RATE, Assignment, Batch, Comparison, Rating
+from .models import MAX_CHECK_RATE, Assignment, Batch, Comparison, Focus, Rating
 from .selectors import comparison_context
 from .services import check_rates_validate
 
@@ -37,7 +37,7 @@ class BatchSerializer(serializers.ModelSerializer):
 
 class BatchCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    focus = serializers.ChoiceField(choices=["helpfulness", "safety"])
+    focus = serializers.ChoiceField(choices=Focus.choices)
     overlap = serializers.IntegerField(min_value=1, max_value=20, default=3)
     guidelines = serializers.CharField(required=False, allow_blank=True, default="")
     prompt_mode = serializers.ChoiceField(choices=["pool", "annotator"], default="pool")

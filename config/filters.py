@@ -46,6 +46,22 @@ class StrictBooleanFilter(django_filters.BooleanFilter):
 
 
 class FilterSet(django_filters.rest_framework.FilterSet):
+    def is_valid(self) -> bool:
+        """An empty value for a typed filter (`?week=`, `?is_open=`, `?batch=`) is refused as the schema
+        says it is, instead of being read as "no filter" and answering every row; leave the parameter
+        out to not filter. Text filters, and choice filters (whose schema lists "" as "any"), may
+        still be empty."""
+        valid = super().is_valid()
+        empty = [
+            name
+            for name, declared in self.filters.items()
+            if self.data.get(name) == ""
+            and not isinstance(declared, django_filters.CharFilter | django_filters.ChoiceFilter)
+        ]
+        for name in empty:
+            self.form.add_error(name, "Give a value, or leave the parameter out to not filter on it.")
+        return valid and not empty
+
     @classmethod
     def filter_for_lookup(cls, field: models.Field, lookup_type: str) -> tuple[type, dict[str, Any]]:
         if isinstance(field, models.ForeignKey) and lookup_type == "exact":

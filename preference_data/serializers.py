@@ -3,6 +3,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
+from annotation.models import Focus
 from sampling.models import PairSelection
 
 from .models import (
@@ -21,7 +22,7 @@ from .models import (
 class DatasetBuildCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     batches = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
-    focus = serializers.ChoiceField(choices=["", "helpfulness", "safety"], required=False, default="")
+    focus = serializers.ChoiceField(choices=Focus.choices, required=False, allow_blank=True, default="")
     weeks = serializers.ListField(child=serializers.DateField(), required=False, default=list)
     vendors = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
     min_agreement = serializers.FloatField(required=False, allow_null=True, default=None)
@@ -151,7 +152,7 @@ class ExternalSourceSerializer(serializers.ModelSerializer):
 
 class ExternalSourceImportSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    focus = serializers.ChoiceField(choices=["helpfulness", "safety"])
+    focus = serializers.ChoiceField(choices=Focus.choices)
     format = serializers.ChoiceField(choices=["auto", "hh_rlhf", "trl", "ultrafeedback"], default="auto")
     description = serializers.CharField(required=False, allow_blank=True, default="")
     usage = serializers.ChoiceField(

@@ -29,4 +29,18 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # One name per choice set, whichever field carries it (otherwise drf-spectacular invents hashed
+    # names such as StatusD4fEnum and warns, which `check --deploy` repeats).
+    "ENUM_NAME_OVERRIDES": {
+        "FocusEnum": "annotation.models.Focus",
+        "JobStatusEnum": "preference_data.models.JobStatus",
+        "ModelKindEnum": "rewardmodel.models.ModelKind",
+        "ExportFormatEnum": "preference_data.models.ExportFormat",
+        "RoleEnum": "accounts.models.Role",
+        "BackendEnum": "sampling.models.Backend",
+        "PairSelectionEnum": "sampling.models.PairSelection",
+        "SideEnum": "annotation.models.Side",
+        "StrengthEnum": "annotation.models.Strength",
+        "SafetyLabelEnum": "annotation.models.SafetyLabel",
+    },
 }

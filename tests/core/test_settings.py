@@ -64,7 +64,7 @@ def test_the_demo_generates_its_key_once_readable_by_its_owner_only(tmp_path):
     assert again.stdout.strip() == key  # sessions survive a restart of the demo
 
 
-def test_check_deploy_under_production_settings_has_no_security_warning(tmp_path):
+def test_check_deploy_under_production_settings_prints_no_warning(tmp_path):
     checked = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
@@ -82,10 +82,9 @@ def test_check_deploy_under_production_settings_has_no_security_warning(tmp_path
         timeout=300,
     )
     output = checked.stdout + checked.stderr
-    # The schema's own warnings (drf_spectacular.*) belong to the OpenAPI work of issue 12 item 5.
-    warnings = [line for line in output.splitlines() if line.startswith("?: (") and "(drf_spectacular." not in line]
-    assert "System check identified" in output
-    assert warnings == [], output
+    # Every warning counts, the OpenAPI schema's (drf_spectacular.*) too: the deploy check prints none.
+    assert checked.returncode == 0, output
+    assert "System check identified no issues" in output, output
 
 
 def test_the_proxy_ssl_header_comes_from_the_environment(tmp_path):
