@@ -28,6 +28,13 @@ class PageNumberPagination(pagination.PageNumberPagination):
             )
         return int(raw)
 
+    def get_page_number(self, request: Request, paginator: Any) -> Any:
+        # DRF reads `?page=` (present but empty) as page 1; the schema says a page is a number.
+        raw = request.query_params.get(self.page_query_param)
+        if raw is not None and raw not in self.last_page_strings and not (raw.isascii() and raw.isdigit()):
+            raise ValidationError({self.page_query_param: ["A page number: a whole number from 1."]}, code="invalid")
+        return super().get_page_number(request, paginator)
+
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         parameters = super().get_schema_operation_parameters(view)
         for parameter in parameters:

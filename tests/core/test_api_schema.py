@@ -88,6 +88,11 @@ def test_page_size_has_a_documented_maximum_and_a_size_beyond_it_is_refused(docu
     for size in (0, MAX_PAGE_SIZE + 1, "ten"):
         refused = client.get(f"/api/batches/?page_size={size}")
         assert refused.status_code == 400 and "page_size" in refused.json(), size
+    for page in ("", "two", "-1"):
+        refused = client.get(f"/api/batches/?page={page}")
+        assert refused.status_code == 400 and "page" in refused.json(), page
+    assert client.get("/api/batches/?page=1").status_code == 200
+    assert client.get("/api/batches/?page=9").status_code == 404  # past the last page, as DRF answers
 
 
 def test_a_filter_on_a_record_that_does_not_exist_answers_an_empty_page(document, researcher):

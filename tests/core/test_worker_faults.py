@@ -141,8 +141,16 @@ def test_a_run_resumes_from_its_checkpoint_after_the_whole_worker_is_killed_and_
     assert uninterrupted.attempts == 1
     resumed, reference = _final_weights(done), _final_weights(uninterrupted)
     assert resumed.keys() == reference.keys()
-    differing = [name for name in reference if not torch.equal(resumed[name], reference[name])]
-    assert differing == [], f"the resumed run's weights differ from the uninterrupted run's in {differing}"
+    # Usually bit-identical; but CPU matrix kernels may round differently when the same weights sit at
+    # another memory alignment (the resumed run loads them into new buffers), so the last bits can
+    # differ. Any real difference (a step trained twice or skipped, another data order, a lost
+    # optimizer state) moves weights by orders of magnitude more than this tolerance.
+    differing = {
+        name: float((resumed[name] - reference[name]).abs().max())
+        for name in reference
+        if not torch.allclose(resumed[name], reference[name], rtol=1e-4, atol=1e-6)
+    }
+    assert differing == {}, f"the resumed run's weights differ from the uninterrupted run's: {differing}"
 
 
 # --- a sampling job -------------------------------------------------------------------------------
