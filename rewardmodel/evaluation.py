@@ -207,6 +207,19 @@ def evaluation_report(
     return report
 
 
+def pairs_report(
+    r_chosen: Sequence[float], r_rejected: Sequence[float], pairs: Sequence[PreferencePair]
+) -> dict[str, Any]:
+    """The `evaluation_report` of scored pairs, with their strengths, safety labels and batches."""
+    return evaluation_report(
+        r_chosen,
+        r_rejected,
+        [p.strength for p in pairs],
+        [p.safety_label for p in pairs],
+        [p.batch_id for p in pairs],
+    )
+
+
 def score_pairs(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -231,10 +244,4 @@ def evaluate_pairs(
 ) -> dict[str, Any]:
     """Score held-out pairs and build their `evaluation_report`."""
     r_chosen, r_rejected = score_pairs(model, tokenizer, pairs, max_length=max_length, batch_size=batch_size)
-    return evaluation_report(
-        r_chosen,
-        r_rejected,
-        [p.strength for p in pairs],
-        [p.safety_label for p in pairs],
-        [p.batch_id for p in pairs],
-    )
+    return pairs_report(r_chosen, r_rejected, pairs)

@@ -56,7 +56,7 @@ from transformers import (
 
 from preference_data.rules import margin_for  # Llama 2 Table 27, shared with the dataset builder
 from rewardmodel.chat_format import prepare_tokenizer
-from rewardmodel.evaluation import evaluation_report, score_pairs
+from rewardmodel.evaluation import pairs_report, score_pairs
 from rewardmodel.hyperparameters import TrainingConfig
 from rewardmodel.model_card import CHECKPOINT_FILE, MODEL_CARD_FILE, model_card
 from rewardmodel.scoring import Message, encode_many, pad_batch
@@ -539,18 +539,12 @@ def evaluate(
     max_length: int,
     cfg: TrainingConfig,
 ) -> tuple[dict[str, Any], list[float], list[float]]:
-    """The held-out report (`evaluation.evaluation_report`) of the in-memory model, truncated as in
+    """The held-out report (`evaluation.pairs_report`) of the in-memory model, truncated as in
     training, with the chosen and rejected rewards it was computed from."""
     r_chosen, r_rejected = score_pairs(
         model, tokenizer, eval_pairs, max_length=max_length, batch_size=cfg.eval_batch_size
     )
-    report = evaluation_report(
-        r_chosen,
-        r_rejected,
-        [p.strength for p in eval_pairs],
-        [p.safety_label for p in eval_pairs],
-        [p.batch_id for p in eval_pairs],
-    )
+    report = pairs_report(r_chosen, r_rejected, eval_pairs)
     return report, [float(r) for r in r_chosen], [float(r) for r in r_rejected]
 
 

@@ -646,7 +646,7 @@ def _write_pair_rewards(evaluation: RunEvaluation, pairs, r_chosen, r_rejected) 
 def _evaluate(evaluation: RunEvaluation) -> dict:
     from sampling.variant_backends import configure_torch_threads
 
-    from ..evaluation import evaluation_report, score_pairs
+    from ..evaluation import pairs_report, score_pairs
     from ..scoring import load_reward_model
 
     configure_torch_threads()
@@ -661,13 +661,7 @@ def _evaluate(evaluation: RunEvaluation) -> dict:
     batch_size = run.hyperparameters.get("eval_batch_size", 32)
     r_chosen, r_rejected = score_pairs(model, tokenizer, held_out, batch_size=batch_size)
     _write_pair_rewards(evaluation, held_out, r_chosen, r_rejected)
-    return evaluation_report(
-        r_chosen,
-        r_rejected,
-        [p.strength for p in held_out],
-        [p.safety_label for p in held_out],
-        [p.batch_id for p in held_out],
-    )
+    return pairs_report(r_chosen, r_rejected, held_out)
 
 
 def evaluation_run(*, evaluation_id: int) -> RunEvaluation:
