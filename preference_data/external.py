@@ -334,6 +334,15 @@ def _implicit_plain(record: dict, where: str, errors: list[str]) -> tuple[list[d
     return [{"role": "user", "content": prompt}], chosen[cut:].strip(), rejected[cut:].strip()
 
 
+def _prompt_context(prompt: Any, where: str, errors: list[str]) -> list[dict] | None:
+    """A ``prompt`` field as a context: a string is one user turn, a list is checked as messages."""
+    if isinstance(prompt, str):
+        text = _string(prompt, where, "prompt", errors)
+        return None if text is None else [{"role": "user", "content": text}]
+    messages = _messages(prompt, where, "prompt", errors)
+    return None if messages is None else _check_context(messages, where, "prompt", errors)
+
+
 def _parse_trl(record: dict, where: str, errors: list[str]) -> tuple[list[dict], str, str] | None:
     if "prompt" not in record or record["prompt"] is None:
         if isinstance(record.get("chosen"), str) and isinstance(record.get("rejected"), str):
@@ -344,13 +353,7 @@ def _parse_trl(record: dict, where: str, errors: list[str]) -> tuple[list[dict],
         if chosen is None or rejected is None:
             return None
         return _split_shared(chosen, rejected, where, errors)
-    prompt = record["prompt"]
-    if isinstance(prompt, str):
-        text = _string(prompt, where, "prompt", errors)
-        context = None if text is None else [{"role": "user", "content": text}]
-    else:
-        messages = _messages(prompt, where, "prompt", errors)
-        context = None if messages is None else _check_context(messages, where, "prompt", errors)
+    context = _prompt_context(record["prompt"], where, errors)
     chosen = _reply(record.get("chosen"), where, "chosen", errors)
     rejected = _reply(record.get("rejected"), where, "rejected", errors)
     if context is None or chosen is None or rejected is None:
@@ -360,13 +363,7 @@ def _parse_trl(record: dict, where: str, errors: list[str]) -> tuple[list[dict],
 
 def _parse_ultrafeedback(record: dict, where: str, errors: list[str]) -> tuple[list[dict], str, str] | None:
     """A prompt, and chosen/rejected conversations that repeat it before their one assistant reply."""
-    prompt = record.get("prompt")
-    if isinstance(prompt, str):
-        text = _string(prompt, where, "prompt", errors)
-        context = None if text is None else [{"role": "user", "content": text}]
-    else:
-        messages = _messages(prompt, where, "prompt", errors)
-        context = None if messages is None else _check_context(messages, where, "prompt", errors)
+    context = _prompt_context(record.get("prompt"), where, errors)
     chosen = _messages(record.get("chosen"), where, "chosen", errors)
     rejected = _messages(record.get("rejected"), where, "rejected", errors)
     if context is None or chosen is None or rejected is None:
